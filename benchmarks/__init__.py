@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks; `make bench` (python -m benchmarks) prints their table."""

@@ -1,0 +1,1 @@
+"""Offline data preparation: IAM-OnDB (or the embedded corpus) to sharded TFRecords."""
