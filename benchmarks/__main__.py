@@ -33,7 +33,9 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default="bench-out", help="scratch folder for generated data")
     args = parser.parse_args(argv)
     here = os.path.dirname(__file__)
-    names = sorted(m.name[len("bench_") :] for m in pkgutil.iter_modules([here]) if m.name.startswith("bench_"))
+    names = sorted(
+        m.name[len("bench_") :] for m in pkgutil.iter_modules([here]) if m.name.startswith("bench_")
+    )
     if args.only:
         wanted = args.only.split(",")
         unknown = sorted(set(wanted) - set(names))
@@ -55,8 +57,21 @@ def main(argv=None) -> int:
     print("|" + "---|" * len(header))
     for row in rows:
         value = row["value"]
-        value = f"{value:,.1f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else value
-        cells = [row["group"], row["benchmark"], value, row["unit"], row.get("goal", ""), row.get("note", "")]
+        value = (
+            f"{value:,.1f}"
+            if isinstance(value, float)
+            else f"{value:,}"
+            if isinstance(value, int)
+            else value
+        )
+        cells = [
+            row["group"],
+            row["benchmark"],
+            value,
+            row["unit"],
+            row.get("goal", ""),
+            row.get("note", ""),
+        ]
         print("| " + " | ".join(str(c) for c in cells) + " |")
     return 0
 

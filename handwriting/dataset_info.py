@@ -120,7 +120,9 @@ class DatasetInfo:
         except DatasetError:
             raise
         except (KeyError, TypeError, ValueError) as e:
-            raise DatasetError(f"{where}: malformed dataset description ({type(e).__name__}: {e})") from e
+            raise DatasetError(
+                f"{where}: malformed dataset description ({type(e).__name__}: {e})"
+            ) from e
 
     def save(self, directory) -> None:
         """Writes `directory/dataset.json` atomically."""
@@ -135,9 +137,13 @@ class DatasetInfo:
             with open(path, encoding="utf-8") as f:
                 obj = json.load(f)
         except FileNotFoundError:
-            raise DatasetError(f"{path}: not found; build the shards with `python -m data_prep`") from None
+            raise DatasetError(
+                f"{path}: not found; build the shards with `python -m data_prep`"
+            ) from None
         except json.JSONDecodeError as e:
-            raise DatasetError(f"{path}: not valid JSON: line {e.lineno}, column {e.colno}: {e.msg}") from e
+            raise DatasetError(
+                f"{path}: not valid JSON: line {e.lineno}, column {e.colno}: {e.msg}"
+            ) from e
         info = cls.from_json(obj, where=path)
         info.check_shards(directory, verify_hashes=verify)
         return info
