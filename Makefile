@@ -7,7 +7,7 @@ CORPUS_SRC := data/synth
 CORPUS := data/corpus
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup data test lint format bench clean
+.PHONY: setup data train test lint format bench clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,11 @@ $(STAMP): setup.cfg pyproject.toml
 data: $(STAMP)
 	@test -f $(CORPUS_SRC)/.complete || $(PY) -m data_prep synth $(CORPUS_SRC)
 	@test -f $(CORPUS)/dataset.json || $(PY) -m data_prep iam-ondb $(CORPUS_SRC) $(CORPUS)
+
+# README's first command: data, then the demo model (resumes a killed run; a finished run only
+# redraws its pictures).
+train: data
+	$(PY) train.py --preset demo --data $(CORPUS) --logdir runs/demo --resume
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

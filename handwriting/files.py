@@ -6,17 +6,19 @@ import tempfile
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path, keep_suffix=False):
     """Yields a temporary path beside `path`; on success it is renamed onto `path`.
 
+    The temporary file is named `.<name>.<random>.tmp`; with `keep_suffix`, `path`'s whole
+    suffix follows (`….tmp.weights.h5`), for writers such as Keras that pick a format from it.
     On an exception the temporary file is removed and `path` is left as it was.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp"
-    )
+    name = os.path.basename(path)
+    suffix = ".tmp" + (name[name.index(".") :] if keep_suffix and "." in name else "")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=suffix)
     os.close(fd)
     try:
         yield tmp

@@ -1,0 +1,449 @@
+"""Tests of `handwriting.training`: real tiny runs on shards written here, real event files."""
+
+import glob
+import io
+import json
+import os
+import string
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import h5py
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import train as train_cli
+from handwriting import records, sample, training
+from handwriting.alphabet import PRINTABLE_ASCII, Alphabet
+from handwriting.config import Config, preset
+from handwriting.dataset_info import DatasetInfo, Shard, Split, sha256_file
+
+ALPHABET = Alphabet(PRINTABLE_ASCII)
+WORDS = ("fox", "dog", "quick", "lazy", "jumps", "vow", "box", "jug", "sphinx", "quartz")
+# 10 steps in rounds of 4 (evaluations at steps 4, 8, 10), a checkpoint every 2 steps.
+OVERRIDES = [
+    "train.max_steps=10",
+    "train.eval_every_steps=4",
+    "train.checkpoint_every_steps=2",
+    "train.learning_rate=0.003",
+    "train.seed=3",
+]
+SHORT_TEXTS = ("fox jumps",)
+
+
+def _line(rng, index):
+    """A line whose letters are fixed little zigzags plus noise, aligned point by point."""
+    text = " ".join(rng.choice(WORDS, size=int(rng.integers(1, 3))))
+    points, alignment = [np.zeros((1, 3))], [0]
+    for position, char in enumerate(text):
+        code = ord(char)
+        count = 3 + code % 3
+        angle = np.linspace(0, np.pi * (1 + code % 4), count)
+        glyph = np.stack([np.cos(angle) + 1.5, np.sin(angle) * (1 + code % 5), np.zeros(count)], 1)
+        glyph[:, :2] += rng.normal(0, 0.05, (count, 2))
+        glyph[-1, 2] = 1.0 if char == " " or position == len(text) - 1 else 0.0
+        points.append(glyph)
+        alignment += [position] * count
+    strokes = np.concatenate(points).astype(np.float32)
+    return strokes, text, np.asarray(alignment, np.int32)
+
+
+def _write_split(directory, split, lines, shards):
+    out = []
+    for index in range(shards):
+        name = f"{split}-{index:05d}-of-{shards:05d}.tfrecord"
+        path = os.path.join(directory, name)
+        chosen = lines[index::shards]
+        with tf.io.TFRecordWriter(path) as writer:
+            for number, (strokes, text, alignment) in enumerate(chosen):
+                writer.write(
+                    records.encode_line(
+                        strokes,
+                        text,
+                        ALPHABET.encode(text),
+                        f"{split}-{index}-{number}",
+                        "w",
+                        alignment,
+                    )
+                )
+        out.append(Shard(name, sha256_file(path), len(chosen), sum(len(x[0]) for x in chosen)))
+    return Split(tuple(out))
+
+
+def write_corpus(directory, train_lines=26, valid_lines=7, seed=0):
+    rng = np.random.default_rng(seed)
+    lines = [_line(rng, i) for i in range(train_lines + valid_lines)]
+    offsets = np.concatenate([s[:, :2] for s, _, _ in lines[:train_lines]])
+    info = DatasetInfo(
+        ALPHABET,
+        tuple(offsets.mean(0).tolist()),
+        tuple(offsets.std(0).tolist()),
+        {
+            "train": _write_split(directory, "train", lines[:train_lines], 3),
+            "valid": _write_split(directory, "valid", lines[train_lines:], 2),
+        },
+        source={"kind": "test"},
+    )
+    info.save(directory)
+    return info
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("corpus")
+    write_corpus(directory)
+    return str(directory)
+
+
+def tiny_config(corpus, *extra):
+    return preset("tiny").with_overrides([f"data.dir={corpus}", *OVERRIDES, *extra])
+
+
+def events(run_dir, run):
+    """`{tag: [(step, value or image array), ...]}` of every event file of one TensorBoard run."""
+    out = {}
+    for path in sorted(glob.glob(os.path.join(run_dir, "logs", run, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                tensor = tf.make_ndarray(value.tensor)
+                if value.metadata.plugin_data.plugin_name == "images":
+                    item = np.asarray(Image.open(io.BytesIO(tensor[2])))
+                else:
+                    item = float(tensor)
+                out.setdefault(value.tag, []).append((event.step, item))
+    return out
+
+
+def checkpoint_arrays(run_dir):
+    state = training.TrainingState.load(run_dir)
+    arrays = {}
+    with h5py.File(os.path.join(run_dir, "checkpoint", state.weights), "r") as f:
+        f.visititems(
+            lambda name, obj: (
+                arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
+            )
+        )
+    return state, arrays
+
+
+@pytest.fixture(scope="module")
+def reference_run(corpus, tmp_path_factory):
+    """An uninterrupted tiny run through the command line, images every 4 steps."""
+    run_dir = str(tmp_path_factory.mktemp("reference") / "run")
+    argv = ["--preset", "tiny", "--data", corpus, "--logdir", run_dir, "--verbose", "0"]
+    argv += ["--set", *OVERRIDES, "train.sample_every_steps=4"]
+    stdout = io.StringIO()
+    with _redirect(stdout):
+        code = train_cli.main(argv)
+    return run_dir, code, stdout.getvalue()
+
+
+class _redirect:
+    def __init__(self, stream):
+        self.stream = stream
+
+    def __enter__(self):
+        self.saved, sys.stdout = sys.stdout, self.stream
+
+    def __exit__(self, *exc):
+        sys.stdout = self.saved
+
+
+# A run and its directory -------------------------------------------------------------------
+
+
+def test_held_out_texts_hold_every_letter():
+    for text in training.HELD_OUT_TEXTS:
+        assert set(string.ascii_lowercase) <= set(text.lower()), text
+
+
+def test_cli_run_writes_the_run_directory_and_the_loss_falls(reference_run, corpus):
+    run_dir, code, stdout = reference_run
+    assert code == 0
+    config = Config.load(run_dir)
+    assert config == tiny_config(corpus, "train.sample_every_steps=4")
+    assert '"max_steps": 10' in stdout  # the whole configuration is printed
+    assert stdout.rstrip().endswith(
+        f"TensorBoard: tensorboard --logdir {os.path.join(run_dir, 'logs')}"
+    )
+    assert "Training ended at step 10: reached 10 steps." in stdout
+    info = DatasetInfo.from_json(json.load(open(os.path.join(run_dir, "dataset.json"))))
+    assert info.alphabet == ALPHABET
+    assert info == DatasetInfo.load(corpus)
+
+    state, arrays = checkpoint_arrays(run_dir)
+    assert state.step == 10
+    assert arrays["optimizer/vars/0"] == 10  # the optimiser's step counter
+    assert sorted(os.listdir(os.path.join(run_dir, "checkpoint"))) == [
+        "state.json",
+        "step-000000010.weights.h5",
+    ]
+
+    validation = [v for _, v in events(run_dir, "validation")["epoch_nats_per_line"]]
+    assert len(validation) == 3  # steps 4, 8, 10
+    assert validation[-1] < validation[0] - 1.0
+    assert state.best_val_loss == pytest.approx(min(validation), rel=1e-6)
+
+    synth = sample.load(run_dir)  # what sampling reads back
+    assert synth.alphabet == ALPHABET and synth.config == config
+    with zipfile.ZipFile(os.path.join(run_dir, "model.keras")) as archive:
+        with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as f:
+            assert "optimizer" not in f  # the exported network carries no optimiser slots
+    for name in ("samples.png", "attention.png"):
+        image = np.asarray(Image.open(os.path.join(run_dir, name)))
+        assert image.ndim == 3 and image.shape[2] == 3 and image.min() < 128
+
+
+def test_tensorboard_event_files_hold_scalars_and_images(reference_run):
+    run_dir, _, _ = reference_run
+    train_events = events(run_dir, "train")
+    for tag in (
+        "epoch_loss",
+        "epoch_nats_per_line",
+        "epoch_nats_per_point",
+        "epoch_learning_rate",
+        "epoch_grad_norm",
+        "epoch_alignment_accuracy",
+    ):
+        assert [step for step, _ in train_events[tag]] == [4, 8, 10], tag
+    assert [v for _, v in train_events["epoch_learning_rate"]] == pytest.approx([0.003] * 3)
+    validation = events(run_dir, "validation")
+    for tag in ("epoch_loss", "epoch_nats_per_line", "epoch_nats_per_point"):
+        assert [step for step, _ in validation[tag]] == [4, 8, 10], tag
+    assert "epoch_alignment_accuracy" in validation
+    accuracy = [v for _, v in validation["epoch_alignment_accuracy"]]
+    assert all(0.0 <= a <= 1.0 for a in accuracy)
+    images = events(run_dir, "samples")
+    assert [step for step, _ in images["samples"]] == [0, 4, 8]
+    assert [step for step, _ in images["attention"]] == [0, 4, 8]
+    sheet = images["samples"][-1][1]
+    assert sheet.shape[1] == training.SAMPLE_WIDTH_PX and sheet.shape[2] == 3
+    attention = images["attention"][-1][1]
+    assert attention.ndim == 3 and attention.shape[0] > attention.shape[1] / 50
+
+
+# Resume ------------------------------------------------------------------------------------
+
+
+class _Kill(Exception):
+    pass
+
+
+class _KillAfter(keras.callbacks.Callback):
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if training.optimizer_step(self.model) == self.step:
+            raise _Kill()
+
+
+def test_kill_and_resume_continues_exactly(reference_run, corpus, tmp_path):
+    run_dir = str(tmp_path / "run")
+    config = tiny_config(corpus)
+    with pytest.raises(_Kill):
+        training.train(
+            config, run_dir, callbacks=[_KillAfter(7)], sample_texts=(), verbose=0, log=_quiet
+        )
+    state = training.TrainingState.load(run_dir)
+    assert state.step == 6  # mid-round: rounds end at 4, 8, 10
+    assert state.best_step == 4
+
+    result = training.train(config, run_dir, resume=True, sample_texts=(), verbose=0, log=_quiet)
+    assert result.step == 10
+    assert result.stop_reason == "reached 10 steps"
+    assert len(result.history["val_loss"]) == 2  # the rest of round 2 (step 8), round 3 (10)
+
+    reference_dir, _, _ = reference_run
+    reference_state, reference = checkpoint_arrays(reference_dir)
+    resumed_state, resumed = checkpoint_arrays(run_dir)
+    assert resumed["optimizer/vars/0"] == reference["optimizer/vars/0"] == 10
+    assert sorted(resumed) == sorted(reference)
+    for name in reference:
+        np.testing.assert_allclose(
+            resumed[name], reference[name], rtol=1e-5, atol=1e-6, err_msg=name
+        )
+    reference_val = [v for _, v in events(reference_dir, "validation")["epoch_loss"]]
+    np.testing.assert_allclose(result.history["val_loss"], reference_val[1:], rtol=1e-5)
+    assert resumed_state.best_step == reference_state.best_step
+    assert resumed_state.best_val_loss == pytest.approx(reference_state.best_val_loss, rel=1e-5)
+
+    # A finished run resumed again has nothing left to do.
+    again = training.train(config, run_dir, resume=True, sample_texts=(), verbose=0, log=_quiet)
+    assert again.step == 10 and again.history == {}
+
+
+def _quiet(*args):
+    pass
+
+
+# Guards ------------------------------------------------------------------------------------
+
+
+class _PoisonAt(keras.callbacks.Callback):
+    def __init__(self, step):
+        super().__init__()
+        self.step = step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if training.optimizer_step(self.model) == self.step:
+            kernel = self.model.head.kernel
+            kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+
+
+@pytest.mark.parametrize(
+    "poison_step, message",
+    [
+        (
+            4,
+            r"step 4: weight head/kernel holds NaN or Inf; stopped without saving\. "
+            r"The checkpoint of step 2 is kept",
+        ),
+        (
+            3,
+            r"step 4: the training loss is nan; stopped without saving\. "
+            r"The checkpoint of step 2 is kept",
+        ),
+    ],
+)
+def test_nan_stops_training_and_keeps_the_last_good_checkpoint(
+    corpus, tmp_path, poison_step, message
+):
+    run_dir = str(tmp_path / "run")
+    config = tiny_config(corpus, "train.eval_every_steps=2")
+    with pytest.raises(training.TrainingError, match=message):
+        training.train(
+            config,
+            run_dir,
+            callbacks=[_PoisonAt(poison_step)],
+            sample_texts=(),
+            verbose=0,
+            log=_quiet,
+        )
+    state, arrays = checkpoint_arrays(run_dir)
+    assert state.step == 2
+    assert all(np.isfinite(a).all() for a in arrays.values() if a.dtype.kind == "f")
+
+
+def test_refuses_a_run_directory_of_another_run(corpus, tmp_path):
+    run_dir = str(tmp_path / "run")
+    os.makedirs(run_dir)
+    tiny_config(corpus).save(run_dir)
+    other = tiny_config(corpus, "train.learning_rate=0.01")
+    with pytest.raises(
+        training.TrainingError,
+        match=r"holds a run with another configuration \(with no checkpoint yet; differs in "
+        r"train\.learning_rate: 0\.003 -> 0\.01\)\. Pass --resume",
+    ):
+        training.train(other, run_dir, log=_quiet)
+    os.makedirs(os.path.join(run_dir, "checkpoint"))
+    open(os.path.join(run_dir, "checkpoint", "step-000000002.weights.h5"), "wb").close()
+    state = training.TrainingState(2, "step-000000002.weights.h5", 1.0, None, 0, 0, None)
+    with open(os.path.join(run_dir, "checkpoint", "state.json"), "w") as f:
+        json.dump(state.to_json(), f)
+    with pytest.raises(
+        training.TrainingError, match=r"already holds this run \(at step 2\)\. Pass --resume"
+    ):
+        training.train(tiny_config(corpus), run_dir, log=_quiet)
+    bigger = tiny_config(corpus, "model.units=9")
+    with pytest.raises(
+        training.TrainingError, match=r"the model cannot change .*model\.units: 8 -> 9"
+    ):
+        training.train(bigger, run_dir, resume=True, log=_quiet)
+    # --resume reads the stored configuration; --set changes what it may.
+    resolved = training.resolve_config(run_dir, "paper", ["train.max_steps=12"], resume=True)
+    assert resolved == tiny_config(corpus, "train.max_steps=12")
+
+
+def test_resume_refuses_data_with_another_alphabet(corpus, tmp_path):
+    run_dir = str(tmp_path / "run")
+    os.makedirs(run_dir)
+    config = tiny_config(corpus)
+    config.save(run_dir)
+    info = DatasetInfo.load(corpus)
+    DatasetInfo(Alphabet("abc"), info.offset_mean, info.offset_std, info.splits).save(run_dir)
+    with pytest.raises(training.TrainingError, match=r"dataset\.json: the alphabet differ"):
+        training.train(config, run_dir, resume=True, log=_quiet)
+
+
+# Strategies --------------------------------------------------------------------------------
+
+_MIRRORED_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from handwriting import training
+    from handwriting.config import preset
+    corpus, out = sys.argv[1], sys.argv[2]
+    config = preset("tiny").with_overrides(
+        [f"data.dir={corpus}", "train.max_steps=3", "train.eval_every_steps=3",
+         "train.learning_rate=0.003"]
+    )
+    results = {}
+    for name in ("mirrored", "one_device"):
+        result = training.train(config, f"{out}/{name}", strategy=name, sample_texts=(),
+                                verbose=0, log=lambda *a: None)
+        replicas = training.make_strategy(name).num_replicas_in_sync
+        results[name] = {"history": result.history, "replicas": replicas}
+    print("RESULT " + json.dumps(results))
+    """
+)
+
+
+def test_mirrored_over_two_cpu_devices_matches_one_device(corpus, tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-c", _MIRRORED_SCRIPT, corpus, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("RESULT "))
+    results = json.loads(line[len("RESULT ") :])
+    assert results["mirrored"]["replicas"] == 2 and results["one_device"]["replicas"] == 1
+    mirrored, single = results["mirrored"]["history"], results["one_device"]["history"]
+    for name in ("loss", "nats_per_line", "nats_per_point", "grad_norm", "val_loss"):
+        np.testing.assert_allclose(mirrored[name], single[name], rtol=1e-4, err_msg=name)
+    _, a = checkpoint_arrays(str(tmp_path / "mirrored"))
+    _, b = checkpoint_arrays(str(tmp_path / "one_device"))
+    for name in b:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_make_strategy_rejects_unknown_names():
+    with pytest.raises(ValueError, match=r"`strategy` must be one of .*received 'tpu'"):
+        training.make_strategy("tpu")
+
+
+def test_limits_count_the_time_of_earlier_sessions():
+    clock = training._Clock(previous_seconds=59.0)
+    limits = training.TrainingLimits(max_steps=7, budget_seconds=60.0, clock=clock)
+    assert limits.check(3) is None
+    clock.previous = 60.5  # this session plus the stored time passes the budget
+    assert limits.check(3) == "used its time budget of 1 minutes"
+    assert limits.check(7) == "reached 7 steps"
+    assert training.TrainingLimits(7, 0.0, training._Clock(1e9)).check(3) is None  # 0: none
+
+
+def test_early_stopping_count_carries_over_fit_calls():
+    early = training.ResumableEarlyStopping(patience=2, wait=1, best=50.0)
+    early.set_model(keras.Sequential([keras.layers.Dense(1)]))
+    early.on_train_begin()
+    assert (early.wait, early.best) == (1, 50.0)
+    early.on_epoch_end(3, {"val_loss": 51.0})  # no better: the second evaluation without
+    assert early.exhausted and early.model.stop_training
+    early.on_train_begin()  # the next fit starts from the carried count
+    assert early.wait == 2 and early.exhausted
+    early.on_epoch_end(4, {"val_loss": 40.0})
+    assert (early.carried_wait, early.carried_best, early.exhausted) == (0, 40.0, False)
