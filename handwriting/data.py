@@ -49,7 +49,7 @@ _SCAN_BATCH = 512
 # Shards read at once (lines of different shards mix even before the shuffle buffer), and
 # lines cut by `split_line` at once (their pieces spread over neighbouring batches).
 _INTERLEAVE_CYCLE = 4
-LONG_LINE_POLICIES = ("drop", "split")
+LONG_LINE_POLICIES = ("drop", "split", "split_aligned")
 
 
 def _shift_and_scale(offset_mean, offset_std):
@@ -310,7 +310,10 @@ def load_dataset(
         max_points: the longest line N the model sees, or None for no cap. IAM-OnDB lines
             reach ~1,900 points.
         long_lines: what happens to lines over `max_points`: `"drop"` leaves them out,
-            `"split"` cuts them into pieces of at most `max_points` points (`split_line`).
+            `"split"` cuts them into pieces of at most `max_points` points (`split_line`),
+            `"split_aligned"` cuts those that carry an alignment (each piece then reads only
+            the characters it writes) and leaves out the others — what a synthesis network
+            needs, since a piece that kept its whole text would teach the window a wrong pace.
         bucket_boundaries: increasing step counts T that separate the length buckets; None
             derives `DEFAULT_NUM_BUCKETS` buckets from the split's line lengths.
         drop_remainder: drop each bucket's last, smaller batch (for a fixed B).
@@ -352,7 +355,7 @@ def load_dataset(
             if max_points is not None:
                 steps = (
                     np.minimum(steps, max_points - 1)
-                    if long_lines == "split"
+                    if long_lines != "drop"
                     else steps[lengths <= max_points]
                 )
             bucket_boundaries = boundaries_from_lengths(steps[steps > 0])
@@ -378,7 +381,13 @@ def load_dataset(
     if repeat:
         lines = lines.repeat()
     lines = lines.map(records.parse_line, num_parallel_calls=num_parallel_calls)
-    if max_points is not None and long_lines == "split":
+    if max_points is not None and long_lines == "split_aligned":
+        lines = lines.filter(
+            lambda line: (
+                (tf.shape(line["strokes"])[0] <= max_points) | tf.reduce_all(line["alignment"] >= 0)
+            )
+        )
+    if max_points is not None and long_lines != "drop":
         lines = lines.interleave(
             lambda line: split_line(line, max_points),
             cycle_length=_INTERLEAVE_CYCLE,

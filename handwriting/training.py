@@ -572,12 +572,13 @@ class SampleImages(keras.callbacks.Callback):
 
 
 def _pipeline_arguments(config: Config) -> dict:
-    # A cut synthesis line keeps its whole text when the data has no alignment, which would
-    # teach the window a wrong pace: such lines are left out. Prediction lines are cut.
+    # Lines over train.max_points are cut into pieces. A synthesis piece must read only the
+    # characters it writes, which needs the line's alignment: long lines without one are
+    # left out. Prediction lines are cut whatever they carry.
     return dict(
         batch_size=config.train.batch_size,
         max_points=config.train.max_points,
-        long_lines="drop" if config.model.kind == "synthesis" else "split",
+        long_lines="split_aligned" if config.model.kind == "synthesis" else "split",
         bucket_boundaries=list(config.data.bucket_boundaries),
         shuffle_buffer=config.data.shuffle_buffer,
     )

@@ -319,6 +319,25 @@ def test_long_lines_dropped_or_split(dataset_dir, lines):
     assert max(len(x[1]) for x in examples) == 19
     total_steps = sum(len(x[1]) for x in examples)
     assert total_steps == sum(len(line["strokes"]) - 1 for line in lines)
+
+    # Synthesis: long lines with an alignment are cut, long lines without one are left out.
+    aligned_only = data.load_dataset(
+        dataset_dir, "train", batch_size=4, shuffle=False, max_points=20, long_lines="split_aligned"
+    )
+    examples = list(_examples(aligned_only))
+    assert max(len(x[1]) for x in examples) == 19
+    kept_lines = [
+        line for line in lines if len(line["strokes"]) <= 20 or line["alignment"] is not None
+    ]
+    assert len(kept_lines) < len(lines)  # the fixture has long lines without an alignment
+    assert sum(len(x[1]) for x in examples) == sum(len(line["strokes"]) - 1 for line in kept_lines)
+    cut = 0
+    for inputs, _, _ in examples:  # every aligned piece reads only the characters it writes
+        alignment = inputs["alignment"]
+        if alignment.max() >= 0:
+            assert alignment.min() >= 0 and alignment.max() < len(inputs["chars"])
+            cut += len(inputs["chars"]) < alignment.max() + 3
+    assert cut > 0
     with pytest.raises(ValueError, match="`long_lines` must be one of"):
         data.load_dataset(dataset_dir, "train", batch_size=4, long_lines="crop")
 
