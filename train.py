@@ -14,6 +14,9 @@ import argparse
 import os
 import sys
 
+# TensorFlow's start-up chatter hides the messages that matter; TF_CPP_MIN_LOG_LEVEL=0 shows it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 from handwriting.config import PRESETS, ConfigError
 
 DEFAULT_PRESET = "demo"

@@ -11,6 +11,9 @@ import argparse
 import os
 import sys
 
+# TensorFlow's start-up chatter hides the messages that matter; TF_CPP_MIN_LOG_LEVEL=0 shows it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 
 def _positive(text: str) -> int:
     try:
