@@ -7,7 +7,7 @@ CORPUS_SRC := data/synth
 CORPUS := data/corpus
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup data train test lint format bench clean
+.PHONY: setup data train test lint format bench peer clean
 
 setup: $(STAMP)
 
@@ -39,7 +39,16 @@ test: lint
 	$(PY) -m pytest
 
 bench: $(STAMP)
+	-@$(MAKE) --no-print-directory peer
 	$(PY) -m benchmarks
 
+# The PyTorch reference that training throughput is compared with (../shared/peer/), in its
+# own environment; torch 2.13.0 is the CPU build (other versions pull the CUDA packages).
+peer: .peer/.installed
+.peer/.installed:
+	$(PYTHON) -m venv .peer
+	.peer/bin/pip install --quiet torch==2.13.0 numpy
+	touch $@
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) .peer build *.egg-info .pytest_cache .ruff_cache

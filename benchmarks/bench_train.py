@@ -1,9 +1,9 @@
 """Training throughput (forward + backward + optimiser update) in pen points per second.
 
 Random data, batch 32 x 700 points, the `paper` and `demo` networks (Adam, global-norm clip
-10, as the PyTorch reference trains). When the PyTorch reference environment exists
-(`/tmp/torchpeer`, see `/work/shared/peer/README.md`), the reference runs too, alternating
-with ours; the figures are medians and the ratio is ours / reference.
+10, as the PyTorch reference trains). When the PyTorch reference environment exists (`make
+peer` installs it into `.peer/`; `PEER_PYTHON` names another interpreter), the reference runs
+too, alternating with ours; the figures are medians and the ratio is ours / reference.
 
     python -m benchmarks --only train
     python benchmarks/bench_train.py [--presets paper,demo] [--set model.dtype_policy=...]
@@ -20,8 +20,10 @@ import sys
 import time
 
 BATCH, POINTS, CHARS, ALPHABET = 32, 700, 30, 60  # the reference's sizes
-PEER_PYTHON = "/tmp/torchpeer/bin/python"
-PEER_SCRIPT = "/work/shared/peer/torch_graves_bench.py"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The PyTorch reference and the environment `make peer` installs it into.
+PEER_PYTHON = os.environ.get("PEER_PYTHON", os.path.join(ROOT, ".peer", "bin", "python"))
+PEER_SCRIPT = os.path.join(ROOT, "..", "shared", "peer", "torch_graves_bench.py")
 
 
 def _load():
@@ -94,7 +96,7 @@ def _label(preset, overrides):
 
 def measure(variants=VARIANTS, rounds=3, steps=3, peer=None, peer_variant="eager"):
     """Returns benchmark rows; every figure is the median of `rounds`, variants alternating."""
-    peer = os.path.exists(PEER_PYTHON) if peer is None else peer
+    peer = os.path.exists(PEER_PYTHON) and os.path.exists(PEER_SCRIPT) if peer is None else peer
     steps_of = {v: _make_step(*v) for v in variants}
     ours = {v: [] for v in variants}
     theirs, loads = [], []
