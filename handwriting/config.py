@@ -365,13 +365,15 @@ PRESETS = {
         ),
         train=TrainConfig(
             optimizer="adam",
-            learning_rate=1e-3,
+            # Measured on the embedded corpus, 15 minutes on 2 cores: 1e-3 with pieces of 400
+            # points reached 67% window alignment (within one character).
+            learning_rate=2e-3,
             clip_norm=10.0,
             batch_size=32,
             time_budget_minutes=15.0,
-            # Shorter pieces: about twice the updates per minute than whole lines, and the
-            # window learns its pace sooner on them.
-            max_points=400,
+            # Pieces of about a dozen characters: several times the updates per minute of
+            # whole lines, and the window learns its pace sooner on short texts.
+            max_points=250,
             eval_every_steps=200,
             eval_batches=8,
             sample_every_steps=400,
