@@ -609,14 +609,19 @@ def training_stream(config: Config, start_step: int, multi_worker=False, verify=
 
 
 def validation_batches(config: Config):
-    """The validation batches, in a fixed order, cached: the same lines at every evaluation."""
+    """The validation batches, in a fixed order, cached: the same lines at every evaluation.
+
+    Whole lines, whatever `train.max_points` cuts training lines to: the loss is then in nats
+    per line as the paper reports it, and the window is scored on following a whole line.
+    """
+    arguments = dict(_pipeline_arguments(config), max_points=None)
     valid = data.load_dataset(
         config.data.dir,
         "valid",
         shuffle=False,
         repeat=False,
         verify=False,
-        **_pipeline_arguments(config),
+        **arguments,
     )
     if config.train.eval_batches:
         valid = valid.take(config.train.eval_batches)
@@ -624,8 +629,8 @@ def validation_batches(config: Config):
     batches = sum(1 for _ in valid)  # fills the cache
     if batches == 0:
         raise TrainingError(
-            f"{config.data.dir}: the valid split has no line of 2 to {config.train.max_points} "
-            "points (train.max_points); nothing to evaluate on"
+            f"{config.data.dir}: the valid split has no line of 2 points or more; "
+            "nothing to evaluate on"
         )
     # A known length lets Keras read the split to its end without a warning.
     return valid.apply(tf.data.experimental.assert_cardinality(batches))
