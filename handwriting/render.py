@@ -278,7 +278,7 @@ def attention_image(phi, text: str, *, row_px: int = 14, max_width_px: int = 102
     """Draws the soft window's weights phi(t, u) as a heat map, characters down the side.
 
     Rows are the characters of `text` (top first), columns are pen steps t (left to right).
-    Colours run from dark blue (0) through teal to yellow (the largest weight in the map).
+    Colours run from dark blue (0) through teal to yellow (the largest weight of that step).
 
     Args:
         phi: `(T, U)` window weights, `U = len(text)` or `len(text) + 1` (the extra row, one
@@ -316,8 +316,11 @@ def attention_image(phi, text: str, *, row_px: int = 14, max_width_px: int = 102
         ends = np.maximum(np.ceil(edges[1:]).astype(int), starts + 1)
         pooled = [phi[s:e].max(axis=0) for s, e in zip(starts, ends, strict=True)]
         grid = np.stack(pooled, axis=1)  # [U, W]
-    peak = grid.max() if grid.size else 0.0
-    values = grid / peak if peak > 0 else np.zeros_like(grid)
+    # Each column on its own scale: the window's total weight changes along a line (alpha is
+    # learnt), and one global scale would leave most steps dark; per column, the map shows
+    # where the window is at every step.
+    peak = grid.max(axis=0, keepdims=True) if grid.size else np.zeros((1, plot_w))
+    values = np.divide(grid, peak, out=np.zeros_like(grid), where=peak > 0)
     heat = _heat_colors(values)  # [U, W, 3]
     heat = np.repeat(heat, row_px, axis=0)
     pad = row_px // 2

@@ -248,6 +248,12 @@ def test_attention_image_shape_and_colours():
     assert render.attention_image(extra, text, row_px=10).shape[0] == 6 * 10 + 10
     with pytest.raises(ValueError, match="7 character columns for a text of 5 characters"):
         render.attention_image(np.zeros((steps, 7)), text)
+    # Every step on its own scale: a step whose weights are all small still shows its peak.
+    faint = phi.copy()
+    faint[20:] *= 1e-3
+    image = render.attention_image(faint, text, row_px=10)
+    row = 5 + 2 * 10 + 5  # char "c", written over steps 16..23
+    np.testing.assert_array_equal(image[row, left + 3 * 21 + 1], [250, 230, 40])
     wide = render.attention_image(np.random.default_rng(0).random((5000, 3)), "xyz")
     assert wide.shape[1] <= 1024 + 200
 
