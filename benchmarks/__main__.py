@@ -31,6 +31,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--only", default="", help="comma-separated names, e.g. prep,pipeline")
     parser.add_argument("--workdir", default="bench-out", help="scratch folder for generated data")
+    parser.add_argument(
+        "--model", help="a trained run for the sampler's int8 accuracy rows (default runs/demo)"
+    )
+    parser.add_argument("--data", help="that run's data set folder (default its data.dir)")
     args = parser.parse_args(argv)
     here = os.path.dirname(__file__)
     names = sorted(

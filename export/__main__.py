@@ -15,8 +15,15 @@ EPILOG = """examples:
 """
 
 
-def export(model_dir, out_dir, *, int8=True) -> dict:
+def export(model_dir, out_dir, *, int8=True, text_length=None) -> dict:
     """Writes every export of the model in `model_dir` to `out_dir`, replacing it atomically.
+
+    Args:
+        model_dir: a training run's or an export's directory.
+        out_dir: the export directory.
+        int8: also write the int8 TFLite sampler.
+        text_length: the characters per line the TFLite samplers read (default
+            `export.tflite.TEXT_LENGTH`).
 
     Returns a dict of file name -> size in bytes.
     """
@@ -25,6 +32,9 @@ def export(model_dir, out_dir, *, int8=True) -> dict:
     from handwriting import sample
     from handwriting.dataset_info import FILENAME as DATASET_FILENAME
 
+    text_length = tflite.TEXT_LENGTH if text_length is None else text_length
+    if isinstance(text_length, bool) or not isinstance(text_length, int) or text_length < 1:
+        raise ValueError(f"`text_length` must be a positive int, received {text_length!r}")
     synth = sample.load(model_dir)
     synth = _float32(synth)
     out_dir = os.path.abspath(out_dir)
@@ -33,12 +43,12 @@ def export(model_dir, out_dir, *, int8=True) -> dict:
     work = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".", dir=parent)
     try:
         savedmodel.save(synth, os.path.join(work, "savedmodel"))
-        meta = tflite.metadata(synth, synth.model)
+        meta = tflite.metadata(synth, synth.model, text_length)
         variants = [(tflite.FLOAT_FILENAME, False)] + (
             [(tflite.INT8_FILENAME, True)] if int8 else []
         )
         for name, quantize in variants:
-            flatbuffer = tflite.convert(synth.model, quantize=quantize)
+            flatbuffer = tflite.convert(synth.model, quantize=quantize, text_length=text_length)
             files.write_bytes(os.path.join(work, name), tflite.embed_metadata(flatbuffer, meta))
         text = json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         files.write_text(os.path.join(work, tflite.METADATA_FILENAME), text)
@@ -86,11 +96,19 @@ def main(argv=None) -> int:
     parser.add_argument("--model", required=True, help="a training run's or export's directory")
     parser.add_argument("--out", required=True, help="the export directory (replaced)")
     parser.add_argument("--no-int8", action="store_true", help="skip the int8 TFLite sampler")
+    parser.add_argument(
+        "--text-length",
+        type=int,
+        default=None,
+        help="characters per line the TFLite samplers read (default: tflite.TEXT_LENGTH)",
+    )
     args = parser.parse_args(argv)
+    if args.text_length is not None and args.text_length < 1:
+        parser.error(f"--text-length must be >= 1, received {args.text_length}")
     from handwriting.sample import SampleError
 
     try:
-        sizes = export(args.model, args.out, int8=not args.no_int8)
+        sizes = export(args.model, args.out, int8=not args.no_int8, text_length=args.text_length)
     except SampleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -3,13 +3,17 @@
     python export/litert_runner.py EXPORT_DIR "hello world" -o hello.svg [--bias 1] [--seed 7]
 
 What a phone app would do: no TensorFlow and no project package is imported. The sampler
-(`sampler_float32.tflite`, or `--int8` for `sampler_int8.tflite`) runs one pen step per call;
-this script feeds it the text, the state and the random draws, stops when the attention window
-has passed the last character (phi(t, U) > phi(t, u) for every u) or the point budget is spent,
-denormalises the points and writes an SVG (or the project's stroke JSON for `.json`).
+(`sampler_float32.tflite`, or `--int8` for `sampler_int8.tflite`) runs one pen step per call
+(its signature is described in `export/tflite.py`); this script sets the text once, feeds
+the state back and the random draws in, stops when the step reports that the attention
+window has passed the last character (phi(t, U) > phi(t, u) for every u) or when the point
+budget is spent, denormalises the points and writes an SVG (or the project's stroke JSON
+for `.json`). The sampler reads texts up to a fixed length (`text_length` in its metadata).
 
-The draws are those of `handwriting.draws`: `numpy.random.default_rng([seed, 0])`, four
-doubles per step, so a seed gives the strokes the Python sampler and the SavedModel give.
+The draws are those of `handwriting.draws`: `numpy.random.default_rng([seed, i])` for line
+i, four doubles per step, so a seed gives the strokes the Python sampler and the SavedModel
+give.
+
 Exit status 2 with a message for bad input (unknown characters, empty text, a missing export).
 """
 
@@ -27,6 +31,10 @@ INT8_FILENAME = "sampler_int8.tflite"
 METADATA_FILENAME = "sampler.json"
 METADATA_NAME = b"handwriting"
 SIGNATURE = "step"
+METADATA_VERSION = 2  # the sampler format this runner reads (`export/tflite.py`)
+# CPU threads of the interpreter: a step streams all weights from memory (15 MB float32,
+# 4 MB int8 for the paper network), and each core adds its own bandwidth.
+DEFAULT_THREADS = min(os.cpu_count() or 1, 4)
 
 
 class RunnerError(ValueError):
@@ -54,37 +62,60 @@ def read_metadata(model_bytes: bytes, directory: str) -> dict:
 
 
 class Sampler:
-    """The TFLite step with its metadata; `write(text, bias, seed)` gives strokes."""
+    """The TFLite step with its metadata; `write` / `write_lines` turn text into strokes.
 
-    def __init__(self, directory, int8=False, num_threads=None):
+    Args:
+        directory: the folder `python -m export` wrote.
+        int8: use `sampler_int8.tflite` instead of `sampler_float32.tflite`.
+        num_threads: CPU threads of the interpreter (default `DEFAULT_THREADS`).
+        filename: another sampler file of the folder (e.g. one converted for a larger batch).
+
+    Every shape of the step is fixed, so LiteRT runs it on its XNNPACK delegate (its default
+    for CPUs), float32 and int8 alike.
+    """
+
+    def __init__(self, directory, int8=False, num_threads=None, filename=None):
         from ai_edge_litert.interpreter import Interpreter
 
-        path = os.path.join(directory, INT8_FILENAME if int8 else FLOAT_FILENAME)
+        name = filename or (INT8_FILENAME if int8 else FLOAT_FILENAME)
+        path = os.path.join(directory, name)
         try:
             with open(path, "rb") as f:
                 content = f.read()
         except OSError as e:
             raise RunnerError(f"{path}: cannot be read ({e.strerror})") from None
         self.meta = read_metadata(content, directory)
-        self.interpreter = Interpreter(model_content=content, num_threads=num_threads)
+        if self.meta.get("version") != METADATA_VERSION:
+            raise RunnerError(
+                f"{path}: sampler format version {self.meta.get('version')}; this runner reads "
+                f"version {METADATA_VERSION}; export the model again with `python -m export`"
+            )
+        self.interpreter = Interpreter(
+            model_content=content, num_threads=num_threads or DEFAULT_THREADS
+        )
         runner = self.interpreter.get_signature_runner(SIGNATURE)
-        self.inputs = {k: v["index"] for k, v in runner.get_input_details().items()}
-        self.outputs = {k: v["index"] for k, v in runner.get_output_details().items()}
-        self.batch = int(runner.get_input_details()["point"]["shape"][0])
+        inputs, outputs = runner.get_input_details(), runner.get_output_details()
+        self.inputs = {k: v["index"] for k, v in inputs.items()}
+        self.outputs = {k: v["index"] for k, v in outputs.items()}
+        self.batch, self.text_length, self.alphabet_size = (int(n) for n in inputs["text"]["shape"])
+        del runner  # it holds views of the interpreter's tensors, which block invoke()
+        self.interpreter.allocate_tensors()
         alphabet = self.meta["alphabet"]
         self.ids = {c: i + 2 for i, c in enumerate(alphabet["chars"])}  # ids from 2
         self.state_width = sum(self.meta["state_widths"])
+        self.start = np.asarray(self.meta["start_point"], np.float32)
         self.shift = np.array([*self.meta["normalization"]["offset_mean"], 0.0])
         self.scale = np.array([*self.meta["normalization"]["offset_std"], 1.0])
-        self._length = None
 
     def encode(self, text: str) -> np.ndarray:
-        """Returns the ids of `text`; raises `RunnerError` naming unknown characters."""
+        """Returns the ids of `text`; raises `RunnerError` for text the sampler cannot read."""
         if not isinstance(text, str) or not text.strip():
             raise RunnerError("text is empty; give at least one character to write")
-        limit = int(self.meta.get("max_text_chars", 2000))
-        if len(text) > limit:
-            raise RunnerError(f"text has {len(text)} characters; the limit is {limit}")
+        if len(text) > self.text_length:
+            raise RunnerError(
+                f"text has {len(text)} characters; this sampler reads at most "
+                f"{self.text_length} per line: split the text into lines"
+            )
         unknown = [(i, c) for i, c in enumerate(text) if c not in self.ids]
         if unknown:
             listed = ", ".join(f"{c!r} (U+{ord(c):04X}) at position {i}" for i, c in unknown[:5])
@@ -94,69 +125,178 @@ class Sampler:
             )
         return np.array([self.ids[c] for c in text], np.int32)
 
-    def _prepare(self, length):
-        if self._length != length:
-            for name in ("chars", "chars_mask"):
-                self.interpreter.resize_tensor_input(self.inputs[name], [self.batch, length])
-            self.interpreter.allocate_tensors()
-            self._length = length
+    def text_inputs(self, id_lists):
+        """The step's `text` `(B, L, V)` one-hot and `text_mask` `(B, L)` for up to B lines.
 
-    def step(self, point, state, chars, mask, uniforms, normals, bias):
-        """One call of the TFLite step; arrays shaped as the signature says."""
+        Rows past the given lines repeat the first line (their output is not used).
+        """
+        text = np.zeros((self.batch, self.text_length, self.alphabet_size), np.float32)
+        mask = np.zeros((self.batch, self.text_length), np.float32)
+        for row in range(self.batch):
+            ids = id_lists[row if row < len(id_lists) else 0]
+            text[row, np.arange(len(ids)), ids] = 1.0
+            mask[row, : len(ids)] = 1.0
+        return text, mask
+
+    def step(self, point, state, text, text_mask, draws, bias):
+        """One call of the TFLite step with every input given; returns every output."""
         it = self.interpreter
-        self._prepare(chars.shape[1])
         for name, value in (
             ("point", point),
             ("state", state),
-            ("chars", chars),
-            ("chars_mask", mask),
-            ("uniforms", uniforms),
-            ("normals", normals),
+            ("text", text),
+            ("text_mask", text_mask),
+            ("draws", draws),
             ("bias", bias),
         ):
-            it.set_tensor(self.inputs[name], value)
+            it.set_tensor(self.inputs[name], np.asarray(value, np.float32))
         it.invoke()
         return {name: it.get_tensor(index) for name, index in self.outputs.items()}
 
     def write(self, text: str, bias: float = 0.0, seed: int = 0):
         """Samples one line; returns `(strokes (T, 3) float32 in data units, finished)`."""
-        ids = self.encode(text)
+        return self.write_lines([text], bias, seed)[0]
+
+    def write_lines(self, texts, bias: float = 0.0, seed: int = 0) -> list:
+        """Samples lines, B at a time; line i reads `numpy.random.default_rng([seed, i])`.
+
+        Returns:
+            A list of `(strokes (T, 3) float32 in data units, finished)`, one per text.
+        """
+        ids = [self.encode(text) for text in texts]
+        if not ids:
+            raise RunnerError("no text to write")
+        try:
+            bias = float(bias)
+        except (TypeError, ValueError):
+            raise RunnerError(f"bias must be a number >= 0, received {bias!r}") from None
         if not (math.isfinite(bias) and bias >= 0):
-            raise RunnerError(f"bias must be a number >= 0, received {bias}")
-        if not (isinstance(seed, int) and 0 <= seed < 2**32):
-            raise RunnerError(f"seed must be an int in [0, 2**32), received {seed}")
+            raise RunnerError(f"bias must be a number >= 0, received {bias!r}")
+        if isinstance(seed, bool) or not (isinstance(seed, int) and 0 <= seed < 2**32):
+            raise RunnerError(f"seed must be an int in [0, 2**32), received {seed!r}")
+        it = self.interpreter
+        it.set_tensor(self.inputs["bias"], np.full((self.batch,), bias, np.float32))
+        results = []
+        for first in range(0, len(ids), self.batch):
+            chunk = ids[first : first + self.batch]
+            text, mask = self.text_inputs(chunk)
+            it.set_tensor(self.inputs["text"], text)
+            it.set_tensor(self.inputs["text_mask"], mask)
+            budgets = [math.ceil(self.meta["points_per_char"] * (len(i) + 1)) for i in chunk]
+            streams = [np.random.default_rng([seed, first + n]) for n in range(len(chunk))]
+            run = self._run_one if self.batch == 1 else self._run_batch
+            for points, finished in run(budgets, streams):
+                drawn = points.astype(np.float64) * self.scale + self.shift
+                strokes = np.concatenate([np.zeros((1, 3)), drawn]).astype(np.float32)
+                strokes[-1, 2] = 1.0
+                results.append((strokes, finished))
+        return results
+
+    def read_line(self, points, ids) -> np.ndarray:
+        """Teacher forcing: the network reads the given points of one line in turn.
+
+        Args:
+            points: `(T, 3)` normalised points x_1 .. x_T (as the network reads them).
+            ids: the line's alphabet ids (`encode`).
+
+        Returns:
+            `(T, 1 + 6M)` float32: the head after each point, the mixture of the next one.
+        """
         if self.batch != 1:
-            raise RunnerError(
-                f"this runner drives batch-1 samplers; the file has batch {self.batch}"
-            )
-        chars = ids[None]
-        mask = np.ones(chars.shape, np.float32)
-        budget = math.ceil(self.meta["points_per_char"] * (len(ids) + 1))
-        stream = np.random.default_rng([seed, 0])
-        state = np.zeros((1, self.state_width), np.float32)
-        point = np.asarray(self.meta["start_point"], np.float32)[None]
-        bias_array = np.full((1,), bias, np.float32)
-        drawn = []
-        finished = False
-        while True:
-            raw = stream.random(4)
-            uniforms = raw[None, :2].astype(np.float32)
-            radius = math.sqrt(-2.0 * math.log(1.0 - raw[2]))
-            angle = 2.0 * math.pi * raw[3]
-            normals = np.array([[radius * math.cos(angle), radius * math.sin(angle)]], np.float32)
-            out = self.step(point, state, chars, mask, uniforms, normals, bias_array)
-            if out["phi_end"][0] > max(float(out["phi"][0].max()), 0.0):
-                finished = True
+            raise RunnerError(f"read_line drives batch-1 samplers; this one has {self.batch}")
+        it, inputs, outputs = self.interpreter, self.inputs, self.outputs
+        text, mask = self.text_inputs([ids])
+        it.set_tensor(inputs["text"], text)
+        it.set_tensor(inputs["text_mask"], mask)
+        it.set_tensor(inputs["bias"], np.zeros((1,), np.float32))
+        it.set_tensor(inputs["draws"], np.full((1, 4), 0.5, np.float32))
+        self._reset()
+        points = np.asarray(points, np.float32)
+        heads = np.zeros((len(points), int(it.get_tensor(outputs["head"]).shape[-1])), np.float32)
+        for t, point in enumerate(points):
+            it.set_tensor(inputs["point"], point[None])
+            it.invoke()
+            heads[t] = it.get_tensor(outputs["head"])[0]
+            it.set_tensor(inputs["state"], it.get_tensor(outputs["state"]))
+        return heads
+
+    def _reset(self):
+        it = self.interpreter
+        it.set_tensor(self.inputs["point"], np.tile(self.start, (self.batch, 1)))
+        it.set_tensor(self.inputs["state"], np.zeros((self.batch, self.state_width), np.float32))
+
+    def _run_one(self, budgets, streams):
+        """The batch-1 loop: steps until the window passes the text or the budget is spent.
+
+        It copies through views of the interpreter's tensors (`Interpreter.tensor`), each
+        dropped before the next `invoke`: a step costs about 100 us, and every `set_tensor`
+        / `get_tensor` pair would add a few.
+        """
+        (budget,), (stream,) = budgets, streams
+        it = self.interpreter
+        draws_in, point_in, state_in = (
+            it.tensor(self.inputs[k]) for k in ("draws", "point", "state")
+        )
+        passed, point_out, state_out = (
+            it.tensor(self.outputs[k]) for k in ("passed", "point", "state")
+        )
+        draws = line_draws(stream, budget + 1)[:, None]  # [steps, 1, 4]
+        points = np.zeros((budget, 3), np.float32)
+        self._reset()
+        for t in range(budget + 1):
+            draws_in()[...] = draws[t]
+            it.invoke()
+            if passed()[0]:
+                return [(points[:t], True)]
+            if t == budget:
                 break
-            if len(drawn) >= budget:
+            points[t] = point_out()[0]
+            point_in()[...] = points[t]
+            state_in()[...] = state_out()
+        return [(points, False)]
+
+    def _run_batch(self, budgets, streams):
+        """The batch-B loop; each line stops on its own, as `sample.sampling_loop` does."""
+        it, inputs, outputs = self.interpreter, self.inputs, self.outputs
+        lines = len(budgets)
+        steps = max(budgets) + 1
+        draws = np.zeros((steps, self.batch, 4), np.float32)
+        for n, stream in enumerate(streams):
+            draws[:, n] = line_draws(stream, steps)
+        limits = np.zeros(self.batch, np.int64)
+        limits[:lines] = budgets
+        points = np.zeros((steps, self.batch, 3), np.float32)
+        counts = np.zeros(self.batch, np.int64)
+        active = np.arange(self.batch) < lines
+        finished = np.zeros(self.batch, bool)
+        self._reset()
+        for t in range(steps):
+            it.set_tensor(inputs["draws"], draws[t])
+            it.invoke()
+            passed = it.get_tensor(outputs["passed"])
+            finished |= active & passed
+            active &= ~passed & (counts < limits)
+            if not active.any():
                 break
-            point = out["point"].copy()
-            state = out["state"].copy()
-            drawn.append(point[0])
-        points = np.array(drawn, np.float64).reshape(-1, 3) * self.scale + self.shift
-        strokes = np.concatenate([np.zeros((1, 3)), points]).astype(np.float32)
-        strokes[-1, 2] = 1.0
-        return strokes, finished
+            counts += active
+            point = it.get_tensor(outputs["point"])
+            points[t] = point
+            it.set_tensor(inputs["point"], point)
+            it.set_tensor(inputs["state"], it.get_tensor(outputs["state"]))
+        return [(points[: counts[n], n], bool(finished[n])) for n in range(lines)]
+
+
+def line_draws(stream, steps) -> np.ndarray:
+    """`(steps, 4)` float32 draws of one line: two uniforms, then two standard normals.
+
+    `stream.random((steps, 4))` reads the same doubles as `steps` calls of `random(4)`, the
+    four numbers per step of `handwriting.draws`; the normals are their Box-Muller transform.
+    """
+    raw = stream.random((steps, 4))
+    radius = np.sqrt(-2.0 * np.log(1.0 - raw[:, 2]))
+    angle = (2.0 * math.pi) * raw[:, 3]
+    draws = np.stack([raw[:, 0], raw[:, 1], radius * np.cos(angle), radius * np.sin(angle)], 1)
+    return draws.astype(np.float32)
 
 
 def to_svg(strokes, stroke_width=None) -> str:
@@ -208,11 +348,16 @@ def main(argv=None) -> int:
     parser.add_argument("--bias", type=float, default=0.0, help="sampling bias >= 0 (default 0)")
     parser.add_argument("--seed", type=int, default=0, help="random seed in [0, 2**32)")
     parser.add_argument("--int8", action="store_true", help="use the int8 (quantised) sampler")
+    parser.add_argument(
+        "--threads", type=int, default=DEFAULT_THREADS, help="CPU threads (default %(default)s)"
+    )
     args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, received {args.threads}")
     if not args.output.lower().endswith((".svg", ".json")):
         parser.error(f"--output must end with .svg or .json, received {args.output!r}")
     try:
-        sampler = Sampler(args.export_dir, int8=args.int8)
+        sampler = Sampler(args.export_dir, int8=args.int8, num_threads=args.threads)
         strokes, finished = sampler.write(args.text, args.bias, args.seed)
     except RunnerError as e:
         print(f"error: {e}", file=sys.stderr)

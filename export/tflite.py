@@ -1,22 +1,33 @@
 """The TFLite sampler: one step of the synthesis network and the sampling draw, builtin ops only.
 
-Signature `step` (B lines, U characters, S = the packed state's width):
+Signature `step`; every shape is fixed when converting (B lines, L = the text length the
+sampler reads, V alphabet ids, S = the packed state's width, M mixtures):
 
-(B is fixed when converting: 1 for the exported samplers.)
+    inputs                                        outputs
+    point     float32 (B, 3)     x_t, normalised   point    float32 (B, 3)  x_{t+1}, normalised
+    state     float32 (B, S)     packed state      state    float32 (B, S)  the state after x_t
+    text      float32 (B, L, V)  one-hot text      passed   bool    (B)     the window passed
+    text_mask float32 (B, L)     1 real, 0 pad     phi      float32 (B, L)  weights phi(t, u)
+    draws     float32 (B, 4)     u_c, u_e, z_x, z_y phi_end float32 (B)     phi(t, U), past the end
+    bias      float32 (B)        sampling bias     head     float32 (B, 1 + 6M) mixture output
 
-    inputs                                       outputs
-    point      float32 (B, 3)  x_t, normalised    point    float32 (B, 3)  x_{t+1}, normalised
-    state      float32 (B, S)  packed state       state    float32 (B, S)  the state after x_t
-    chars      int32   (B, U)  alphabet ids       phi      float32 (B, U)  window weights phi(t, u)
-    chars_mask float32 (B, U)  1 real, 0 padding  phi_end  float32 (B)     phi(t, U), past the end
-    uniforms   float32 (B, 2)  draws in [0, 1)    head     float32 (B, 1 + 6M) mixture parameters
-    normals    float32 (B, 2)  standard normals
-    bias       float32 (B)     sampling bias
-
-The packed state is the model's flat state `(h1, c1, kappa, w, h2, c2, ...)` concatenated along
-the last axis (widths in the metadata); zeros is the initial state. A line stops when
-`phi_end > max(phi)` (the point returned with that step is not used). The draws come from
+`text` is the one-hot of the alphabet ids with all-zero rows at padding; `text` and
+`text_mask` stay the same for a whole line, so a runner sets them once. The packed state is
+the model's flat state `(h1, c1, kappa, w, h2, c2, ...)` concatenated along the last axis
+(widths in the metadata); zeros is the initial state. `passed` is the stop rule
+(`handwriting.sample.window_has_passed`): a line stops at the first step where it is true,
+and the point returned with that step is not used. `draws` are the four numbers of
+`handwriting.mixture.sample_point` (two uniforms, two standard normals) from
 `numpy.random.default_rng([seed, line])` as `handwriting.draws` describes.
+
+Why fixed shapes: LiteRT hands static-shape float graphs to the XNNPACK delegate, whose
+kernels are several times faster than the built-in ones; a text longer than L is refused
+by the runner. The step is written from the model's weights with one matrix product per
+LSTM layer: the input and recurrent kernels stacked, so LSTM-n reads
+`concat([x, h(n-1), w, h_n])` (LSTM-1: `concat([x, w, h1])`) through one FULLY_CONNECTED;
+the window (`WindowCell.window_parameters`, `window.attention`), the LSTM update, the head
+and the draw are the model's own functions. The exports' test holds the step equal to
+`HandwritingModel.step`.
 
 Metadata (alphabet, normalisation statistics, sizes, the start point) is stored as JSON both
 inside the flatbuffer (metadata entry `handwriting`) and beside it (`sampler.json`).
@@ -28,13 +39,17 @@ import numpy as np
 import tensorflow as tf
 
 from handwriting import mixture, sample
+from handwriting.window import attention, lstm_update
 
 SIGNATURE = "step"
 METADATA_NAME = "handwriting"
-METADATA_VERSION = 1
+METADATA_VERSION = 2
 FLOAT_FILENAME = "sampler_float32.tflite"
 INT8_FILENAME = "sampler_int8.tflite"
 METADATA_FILENAME = "sampler.json"
+# L, the characters the exported samplers read (a longer line is refused): a handwritten
+# line holds 40 to 80; the window over 128 positions costs well under 1% of a step.
+TEXT_LENGTH = 128
 
 
 def state_widths(model) -> list:
@@ -42,39 +57,74 @@ def state_widths(model) -> list:
     return [int(s.shape[-1]) for s in model.initial_state(1)]
 
 
-def step_function(model, batch_size=1):
+def fused_kernels(model) -> list:
+    """Each LSTM layer's input and recurrent kernels stacked, with its bias, as numpy.
+
+    Returns:
+        `[(kernel, bias), ...]`, one per layer: LSTM-1 `(3 + V + H, 4H)` for
+        `concat([x, w, h1])`, LSTM-n `(3 + H + V + H, 4H)` for `concat([x, h(n-1), w, hn])`.
+    """
+    cell = model.window_cell
+    first = [cell.input_kernel, cell.window_kernel, cell.recurrent_kernel]
+    layers = [(np.concatenate([v.numpy() for v in first]), cell.bias.numpy())]
+    for layer in model.lstm_layers:
+        kernel = np.concatenate([layer.kernel.numpy(), layer.recurrent_kernel.numpy()])
+        layers.append((kernel, layer.bias.numpy()))
+    return layers
+
+
+def step_function(model, batch_size=1, text_length=TEXT_LENGTH):
     """Returns the `tf.function` of one sampling step (see the module docstring).
 
     Args:
         model: a float32 synthesis `HandwritingModel`.
-        batch_size: B, fixed in the signature (the text length U stays dynamic). The
-            converter cannot lower the window's `(B, 1, U)` reshape when both are dynamic,
-            and static batch shapes are also what the CPU kernels run fastest.
+        batch_size: B, lines stepped together.
+        text_length: L, the text positions the step reads.
     """
+    if model.dtype_policy.name != "float32" or not model.is_synthesis:
+        raise ValueError(
+            "the TFLite step needs a float32 synthesis network, received a "
+            f"{model.dtype_policy.name} {model.kind} network"
+        )
     widths = state_widths(model)
-    b = int(batch_size)
+    kernels = fused_kernels(model)
+    cell = model.window_cell
+    b, length, size = int(batch_size), int(text_length), int(model.alphabet_size)
 
     @tf.function(
         input_signature=[
             tf.TensorSpec([b, 3], tf.float32, name="point"),
             tf.TensorSpec([b, sum(widths)], tf.float32, name="state"),
-            tf.TensorSpec([b, None], tf.int32, name="chars"),
-            tf.TensorSpec([b, None], tf.float32, name="chars_mask"),
-            tf.TensorSpec([b, 2], tf.float32, name="uniforms"),
-            tf.TensorSpec([b, 2], tf.float32, name="normals"),
+            tf.TensorSpec([b, length, size], tf.float32, name="text"),
+            tf.TensorSpec([b, length], tf.float32, name="text_mask"),
+            tf.TensorSpec([b, 4], tf.float32, name="draws"),
             tf.TensorSpec([b], tf.float32, name="bias"),
         ]
     )
-    def step(point, state, chars, chars_mask, uniforms, normals, bias):
-        parts = tf.split(state, widths, axis=-1)
-        head, phi, new_state = model.step(point, chars, chars_mask, tuple(parts))
-        lengths = tf.reduce_sum(chars_mask, axis=-1)
+    def step(point, state, text, text_mask, draws, bias):
+        layers = [(tf.constant(k), tf.constant(b)) for k, b in kernels]  # constants of the graph
+        h1, c1, kappa, w, *upper = tf.split(state, widths, axis=-1)
+        kernel, layer_bias = layers[0]
+        gates = tf.matmul(tf.concat([point, w, h1], axis=-1), kernel) + layer_bias
+        h1, c1 = lstm_update(gates, c1)
+        alpha, beta, kappa_step = cell.window_parameters(h1)  # [B, K], eq. 48-50
+        kappa = kappa + kappa_step  # eq. 51
+        phi = attention(alpha, beta, kappa, text_mask)  # [B, L], eq. 46
+        w = tf.squeeze(tf.matmul(tf.expand_dims(phi, 1), text), axis=1)  # [B, V], eq. 47
+        hidden, new_state = [h1], [h1, c1, kappa, w]
+        for n, (kernel, layer_bias) in enumerate(layers[1:]):
+            h, c = upper[2 * n], upper[2 * n + 1]
+            gates = tf.matmul(tf.concat([point, hidden[-1], w, h], axis=-1), kernel) + layer_bias
+            h, c = lstm_update(gates, c)
+            hidden.append(h)
+            new_state += [h, c]
+        head = model.head(tf.concat(hidden, axis=-1))  # [B, 1 + 6M]
+        lengths = tf.reduce_sum(text_mask, axis=-1)  # [B]
         phi_end = sample.end_of_text_weight(model, new_state, lengths)
-        next_point = mixture.sample_point(head, bias, uniforms, normals)
-        packed = tf.concat([tf.cast(s, tf.float32) for s in new_state], axis=-1)
         return {
-            "point": next_point,
-            "state": packed,
+            "point": mixture.sample_point(head, bias, draws[:, :2], draws[:, 2:]),
+            "state": tf.concat(new_state, axis=-1),
+            "passed": sample.window_has_passed(phi, phi_end),
             "phi": phi,
             "phi_end": phi_end,
             "head": head,
@@ -83,13 +133,14 @@ def step_function(model, batch_size=1):
     return step
 
 
-def convert(model, *, quantize: bool, batch_size: int = 1) -> bytes:
+def convert(model, *, quantize: bool, batch_size: int = 1, text_length: int = TEXT_LENGTH):
     """Converts the step of `model` to a TFLite flatbuffer of builtin ops only.
 
     Args:
         model: a float32 synthesis `HandwritingModel`.
         quantize: int8 dynamic-range quantisation of the weights (activations stay float).
         batch_size: B of the signature (the exported samplers use 1: one line at a time).
+        text_length: L of the signature.
     """
     import tempfile
 
@@ -100,7 +151,7 @@ def convert(model, *, quantize: bool, batch_size: int = 1) -> bytes:
     # variables as TFLite resource variables.
     archive = keras.export.ExportArchive()
     archive.track(model)
-    step = step_function(model, batch_size)
+    step = step_function(model, batch_size, text_length)
     archive.add_endpoint(name=SIGNATURE, fn=step, input_signature=step.input_signature)
     with tempfile.TemporaryDirectory(prefix="tflite-step-") as directory:
         archive.write_out(directory, verbose=False)
@@ -111,8 +162,8 @@ def convert(model, *, quantize: bool, batch_size: int = 1) -> bytes:
         return converter.convert()
 
 
-def metadata(synth, model) -> dict:
-    """The JSON a runner needs besides the flatbuffer."""
+def metadata(synth, model, text_length: int = TEXT_LENGTH) -> dict:
+    """The JSON a runner needs besides the flatbuffer (`text_length`: the step's L)."""
     start = sample.normalize(synth, np.zeros((1, 3), np.float32))[0]
     return {
         "format": "handwriting-tflite-sampler",
@@ -128,9 +179,10 @@ def metadata(synth, model) -> dict:
         "window_gaussians": int(model.window_gaussians),
         "start_point": [float(v) for v in start],
         "points_per_char": sample.POINTS_PER_CHAR,
-        "max_text_chars": sample.MAX_TEXT_CHARS,
+        "text_length": int(text_length),
         "draws": "numpy.random.default_rng([seed, line]).random(4) per step: u0, u1 uniforms; "
-        "normals sqrt(-2 log(1 - u2)) * (cos, sin)(2 pi u3)",
+        "normals sqrt(-2 log(1 - u2)) * (cos, sin)(2 pi u3); the input draws = "
+        "(u0, u1, normal x, normal y)",
     }
 
 

@@ -541,8 +541,8 @@ def end_of_text_weight(model, state, lengths):
     """phi at the position one past each line's last character, from the window's state.
 
     phi(t, U) = sum_k alpha_k exp(-beta_k (kappa_k - U)^2) (Graves eq. 46) with alpha and beta
-    recomputed from h1 exactly as the window cell computes them (eq. 48-50) and kappa from
-    the state.
+    recomputed from h1 by the window cell (`WindowCell.window_parameters`, eq. 48-50) and
+    kappa from the state.
 
     Args:
         model: the synthesis `HandwritingModel`.
@@ -552,13 +552,8 @@ def end_of_text_weight(model, state, lengths):
     Returns:
         `(B,)` float32.
     """
-    cell = model.window_cell
-    dtype = cell.compute_dtype
-    hidden, kappa = state[0], state[2]
-    window = tf.matmul(tf.cast(hidden, dtype), tf.cast(cell.attention_kernel, dtype))
-    window = tf.exp(tf.cast(window + tf.cast(cell.attention_bias, dtype), tf.float32))
-    k = cell.window_gaussians
-    alpha, beta = window[:, :k], window[:, k : 2 * k]
+    alpha, beta, _ = model.window_cell.window_parameters(state[0])  # [B, K] each
+    kappa = state[2]
     distance = kappa - tf.cast(lengths, tf.float32)[:, None]  # [B, K]
     return tf.reduce_sum(alpha * tf.exp(-beta * tf.square(distance)), axis=-1)
 

@@ -223,15 +223,28 @@ class WindowCell(keras.layers.Layer):
         gates = clip_gradient(gates, self.gradient_clip)
         h, c = lstm_update(gates, c)
         h = tf.cast(h, dtype)
-        # The window's parameters are float32 under every policy (a tiny matmul).
-        window = tf.matmul(tf.cast(h, tf.float32), self.attention_kernel) + self.attention_bias
-        window = tf.exp(window)  # eq. 49-51
-        k = self.window_gaussians
-        alpha, beta, step = window[:, :k], window[:, k : 2 * k], window[:, 2 * k :]
+        alpha, beta, step = self.window_parameters(h)
         kappa = kappa + step  # [B, K], eq. 51
         phi = attention(alpha, beta, kappa, chars_mask)  # [B, U], eq. 46
-        w = tf.squeeze(tf.matmul(tf.cast(phi, dtype)[:, None, :], chars_onehot), axis=1)  # eq. 47
+        phi_row = tf.expand_dims(tf.cast(phi, dtype), 1)  # [B, 1, U]
+        w = tf.squeeze(tf.matmul(phi_row, chars_onehot), axis=1)  # [B, V], eq. 47
         return (h, w, phi), [h, c, kappa, w]
+
+    def window_parameters(self, h):
+        """The window's Gaussians from LSTM-1's output (Graves eq. 48-51).
+
+        Args:
+            h: `(batch, units)` h_t of LSTM-1.
+
+        Returns:
+            `(alpha, beta, kappa_step)`, each `(batch, K)` float32 (under every dtype policy):
+            the weights exp(alpha_hat), the widths exp(beta_hat) and the position step
+            exp(kappa_hat), so that kappa_t = kappa_{t-1} + kappa_step.
+        """
+        window = tf.matmul(tf.cast(h, tf.float32), self.attention_kernel) + self.attention_bias
+        window = tf.exp(window)  # [B, 3K], eq. 49-51
+        k = self.window_gaussians
+        return window[:, :k], window[:, k : 2 * k], window[:, 2 * k :]
 
     def get_config(self):
         config = super().get_config()

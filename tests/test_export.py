@@ -11,13 +11,14 @@ import tensorflow as tf
 
 from export import __main__ as export_main
 from export import litert_runner, tflite
-from handwriting import config, draws, sample
+from handwriting import config, draws, mixture, sample
 from handwriting import model as model_lib
 from handwriting.alphabet import PRINTABLE_ASCII, Alphabet
 from handwriting.dataset_info import DatasetInfo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+TEXT_LENGTH = 14  # L of the exported samplers: longer than every test text but one
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def exported(tmp_path_factory):
         run
     )
     out = tmp_path_factory.mktemp("export") / "exported"
-    sizes = export_main.export(str(run), str(out))
+    sizes = export_main.export(str(run), str(out), text_length=TEXT_LENGTH)
     assert {"sampler_float32.tflite", "sampler_int8.tflite", "sampler.json"} <= set(sizes)
     return str(run), str(out)
 
@@ -43,40 +44,86 @@ def test_tflite_uses_builtin_ops_only_and_carries_metadata(exported):
     beside = json.loads(open(os.path.join(out, "sampler.json"), encoding="utf-8").read())
     assert beside["alphabet"]["chars"] == PRINTABLE_ASCII
     assert beside["normalization"] == {"offset_mean": [0.5, -1.0], "offset_std": [4.0, 3.0]}
+    assert beside["text_length"] == TEXT_LENGTH and beside["version"] == 2
     for name in ("sampler_float32.tflite", "sampler_int8.tflite"):
         content = open(os.path.join(out, name), "rb").read()
         ops = tflite.builtin_ops(content)
         assert not any(op.startswith("CUSTOM") or "FLEX" in op for op in ops), ops
         assert "FULLY_CONNECTED" in ops and "READ_VARIABLE" not in ops  # weights frozen
+        assert "GATHER" not in ops  # the text comes in one-hot: no lookup per step
         assert tflite.read_metadata(content) == beside
+        # Every shape is static (what the XNNPACK delegate needs).
+        runner = litert_runner.Sampler(out, int8="int8" in name)
+        for details in runner.interpreter.get_tensor_details():
+            assert -1 not in list(details["shape_signature"]), details["name"]
+        assert (runner.batch, runner.text_length, runner.alphabet_size) == (1, TEXT_LENGTH, 97)
     float_size = os.path.getsize(os.path.join(out, "sampler_float32.tflite"))
     assert os.path.getsize(os.path.join(out, "sampler_int8.tflite")) < float_size
 
 
-def test_tflite_step_equals_keras_step(exported):
+def keras_step(model, point, state, chars, draws, bias):
+    """The TFLite step's outputs computed with `HandwritingModel.step` and the sampler's
+    functions, for texts `chars` `(B, U)` (0-padded)."""
+    widths = tflite.state_widths(model)
+    parts = tuple(tf.constant(p) for p in np.split(state, np.cumsum(widths)[:-1], axis=1))
+    mask = chars != 0
+    head, phi, new_state = model.step(point, chars, mask, parts)
+    phi_end = sample.end_of_text_weight(model, new_state, mask.sum(axis=1))
+    return {
+        "point": mixture.sample_point(head, bias, draws[:, :2], draws[:, 2:]).numpy(),
+        "state": np.concatenate([s.numpy() for s in new_state], axis=1),
+        "passed": sample.window_has_passed(phi, phi_end).numpy(),
+        "phi": phi.numpy(),
+        "phi_end": phi_end.numpy(),
+        "head": head.numpy(),
+    }
+
+
+def random_step_inputs(model, lines, rng):
+    widths = tflite.state_widths(model)
+    state = rng.normal(size=(lines, sum(widths))).astype(np.float32)
+    kappa = slice(sum(widths[:2]), sum(widths[:3]))
+    state[:, kappa] = rng.uniform(0, 5, size=(lines, widths[2]))
+    point = rng.normal(size=(lines, 3)).astype(np.float32)
+    draws = np.concatenate([rng.random((lines, 2)), rng.normal(size=(lines, 2))], axis=1)
+    bias = rng.uniform(0, 2, size=lines).astype(np.float32)
+    return point, state, draws.astype(np.float32), bias
+
+
+def test_tflite_step_equals_keras_step(exported, tmp_path):
     _, out = exported
     synth = sample.load(out)
     model = synth.model
-    runner = litert_runner.Sampler(out)
     rng = np.random.default_rng(0)
-    widths = tflite.state_widths(model)
-    text = "step by step"
-    chars = synth.alphabet.encode(text).astype(np.int32)[None]
-    mask = np.ones(chars.shape, np.float32)
-    state = rng.normal(size=(1, sum(widths))).astype(np.float32)
-    state[:, sum(widths[:2]) : sum(widths[:3])] = rng.uniform(0, 5, size=(1, widths[2]))
-    point = rng.normal(size=(1, 3)).astype(np.float32)
-    uniforms = rng.random((1, 2)).astype(np.float32)
-    normals = rng.normal(size=(1, 2)).astype(np.float32)
-    bias = np.array([0.7], np.float32)
-    got = runner.step(point, state, chars, mask, uniforms, normals, bias)
-    expected = tflite.step_function(model)(point, state, chars, mask, uniforms, normals, bias)
-    assert set(got) == set(expected)
-    for name in expected:
-        np.testing.assert_allclose(got[name], expected[name].numpy(), atol=1e-5, rtol=0)
+    # Batch 1 (the exported file) and a batch-3 step over texts of different lengths: the
+    # padding of the TFLite text (to L) and of the Keras batch (to the longest) differ.
+    batch_path = tmp_path / "sampler_b3.tflite"
+    batch_path.write_bytes(
+        tflite.embed_metadata(
+            tflite.convert(model, quantize=False, batch_size=3, text_length=TEXT_LENGTH),
+            tflite.metadata(synth, model, TEXT_LENGTH),
+        )
+    )
+    for runner, texts in (
+        (litert_runner.Sampler(out), ["step by step"]),
+        (litert_runner.Sampler(str(tmp_path), filename=batch_path.name), ["ab", "c d e f", "g"]),
+    ):
+        point, state, draws, bias = random_step_inputs(model, len(texts), rng)
+        ids = [runner.encode(t) for t in texts]
+        text, text_mask = runner.text_inputs(ids)
+        got = runner.step(point, state, text, text_mask, draws, bias)
+        chars, _ = sample.encode_batch(synth.alphabet, texts)
+        expected = keras_step(model, point, state, chars, draws, bias)
+        assert set(got) == set(expected)
+        width = chars.shape[1]
+        assert not got["phi"][:, width:].any()  # padding holds phi = 0
+        got["phi"] = got["phi"][:, :width]
+        for name in expected:
+            assert got[name].shape == expected[name].shape, name
+            np.testing.assert_allclose(got[name], expected[name], atol=1e-5, rtol=0, err_msg=name)
 
 
-def test_tflite_float_and_tf_give_the_same_strokes(exported):
+def test_tflite_float_and_tf_give_the_same_strokes(exported, tmp_path):
     _, out = exported
     synth = sample.load(out)
     for text, seed, bias in (("hi there", 3, 0.0), ("abc", 8, 1.5)):
@@ -84,9 +131,52 @@ def test_tflite_float_and_tf_give_the_same_strokes(exported):
         strokes, finished = litert_runner.Sampler(out).write(text, bias, seed)
         assert strokes.shape == expected.strokes.shape and finished == expected.finished
         np.testing.assert_allclose(strokes, expected.strokes, atol=1e-3, rtol=0)
+    # A batch-2 sampler writes three lines in two chunks; line i reads the stream [seed, i]
+    # as in `sample.generate`.
+    texts = ["hi", "abc de", "xyz"]
+    batch_path = tmp_path / "sampler_b2.tflite"
+    batch_path.write_bytes(
+        tflite.embed_metadata(
+            tflite.convert(synth.model, quantize=False, batch_size=2, text_length=TEXT_LENGTH),
+            tflite.metadata(synth, synth.model, TEXT_LENGTH),
+        )
+    )
+    runner = litert_runner.Sampler(str(tmp_path), filename=batch_path.name)
+    expected = sample.generate(synth, texts, bias=0.5, seed=6)
+    for (strokes, finished), line in zip(runner.write_lines(texts, 0.5, 6), expected, strict=True):
+        assert strokes.shape == line.strokes.shape and finished == line.finished
+        np.testing.assert_allclose(strokes, line.strokes, atol=1e-3, rtol=0)
     # The int8 sampler runs and gives finite strokes of the same kind.
     strokes, _ = litert_runner.Sampler(out, int8=True).write("hi there", 0.0, 3)
     assert strokes.shape[1] == 3 and np.isfinite(strokes).all()
+
+
+def test_teacher_forcing_reads_like_the_keras_model(exported):
+    _, out = exported
+    synth = sample.load(out)
+    rng = np.random.default_rng(4)
+    points = np.concatenate([rng.normal(size=(9, 2)), rng.random((9, 1)) < 0.3], axis=1)
+    ids = synth.alphabet.encode("read me")
+    heads = litert_runner.Sampler(out).read_line(points.astype(np.float32), ids)
+    expected = synth.model.forward({"strokes": points[None], "chars": ids[None]})["head"][0]
+    assert heads.shape == (9, 1 + 6 * 3)
+    np.testing.assert_allclose(heads, expected.numpy(), atol=1e-5, rtol=0)
+
+
+def test_runner_refuses_text_it_cannot_read(exported):
+    _, out = exported
+    runner = litert_runner.Sampler(out)
+    with pytest.raises(
+        litert_runner.RunnerError,
+        match=rf"text has 15 characters; this sampler reads at most {TEXT_LENGTH} per line",
+    ):
+        runner.write("x" * 15)
+    with pytest.raises(litert_runner.RunnerError, match="text is empty"):
+        runner.write("  ")
+    with pytest.raises(litert_runner.RunnerError, match=r"seed must be an int in \[0, 2\*\*32\)"):
+        runner.write("ab", seed=-1)
+    with pytest.raises(litert_runner.RunnerError, match="bias must be a number >= 0"):
+        runner.write("ab", bias=float("nan"))
 
 
 BLOCK_TENSORFLOW = """
@@ -199,13 +289,11 @@ def test_export_directory_works_as_a_model_and_errors_are_clear(exported, tmp_pa
 
 
 def test_draws_of_the_runner_are_the_python_samplers():
-    # The runner's inline Box-Muller equals handwriting.draws for the same stream.
-    stream = np.random.default_rng([9, 0])
-    reference = draws.numpy_streams(9, 1)
-    for _ in range(3):
-        raw = stream.random(4)
-        uniforms, normals = draws.numpy_next_draws(reference)
-        np.testing.assert_array_equal(uniforms[0], raw[:2].astype(np.float32))
-        radius = np.sqrt(-2 * np.log(1 - raw[2]))
-        expected = radius * np.array([np.cos(2 * np.pi * raw[3]), np.sin(2 * np.pi * raw[3])])
-        np.testing.assert_allclose(normals[0], expected, atol=1e-6)
+    # The runner's draws for a whole line equal handwriting.draws' step by step.
+    got = litert_runner.line_draws(np.random.default_rng([9, 2]), 5)
+    streams = draws.numpy_streams(9, 3)
+    assert got.shape == (5, 4) and got.dtype == np.float32
+    for step in range(5):
+        uniforms, normals = draws.numpy_next_draws(streams)
+        np.testing.assert_array_equal(got[step, :2], uniforms[2])
+        np.testing.assert_allclose(got[step, 2:], normals[2], atol=1e-6, rtol=0)
