@@ -779,7 +779,7 @@ def train(
     log(f"Training ended at step {step}: {reason}.")
     if best_loss is not None:
         log(f"Best validation loss: {best_loss:.2f} nats per line at step {best_step}.")
-    files = _final_outputs(model, run_dir, synth_fields, texts, line, log) if chief else ()
+    outputs = _final_outputs(model, run_dir, synth_fields, texts, line, log) if chief else ()
     return TrainingResult(
         run_dir=run_dir,
         step=step,
@@ -787,7 +787,7 @@ def train(
         best_val_loss=best_loss,
         best_step=best_step,
         history=history,
-        files=files,
+        files=outputs,
     )
 
 
