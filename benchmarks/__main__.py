@@ -61,13 +61,10 @@ def main(argv=None) -> int:
     print("|" + "---|" * len(header))
     for row in rows:
         value = row["value"]
-        value = (
-            f"{value:,.1f}"
-            if isinstance(value, float)
-            else f"{value:,}"
-            if isinstance(value, int)
-            else value
-        )
+        if isinstance(value, float):  # three significant digits below 100, else one decimal
+            value = f"{value:.3g}" if abs(value) < 100 else f"{value:,.1f}"
+        elif isinstance(value, int):
+            value = f"{value:,}"
         cells = [
             row["group"],
             row["benchmark"],
