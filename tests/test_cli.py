@@ -3,32 +3,22 @@ import os
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 from lxml import etree
+from model_fixtures import write_tiny_model
 from PIL import Image
 
-from handwriting import cli, config, sample
-from handwriting import model as model_lib
-from handwriting.alphabet import PRINTABLE_ASCII, Alphabet
-from handwriting.dataset_info import DatasetInfo
+from handwriting import cli, sample
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("run")
-    keras.utils.set_random_seed(3)
-    cfg = config.preset("tiny")
-    alphabet = Alphabet(PRINTABLE_ASCII)
-    model_lib.build_model(cfg.model, alphabet.size).save(directory / "model.keras")
-    cfg.save(directory)
-    DatasetInfo(alphabet=alphabet, offset_mean=(0.0, 0.0), offset_std=(3.0, 2.0), splits={}).save(
-        directory
+    return write_tiny_model(
+        tmp_path_factory.mktemp("run"), seed=3, offset_mean=(0.0, 0.0), offset_std=(3.0, 2.0)
     )
-    return str(directory)
 
 
 def run(capsys, *args):

@@ -4,17 +4,15 @@ import subprocess
 import sys
 import textwrap
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from model_fixtures import write_tiny_model
 
 from export import __main__ as export_main
 from export import litert_runner, tflite
-from handwriting import config, draws, mixture, sample
-from handwriting import model as model_lib
-from handwriting.alphabet import PRINTABLE_ASCII, Alphabet
-from handwriting.dataset_info import DatasetInfo
+from handwriting import draws, mixture, sample
+from handwriting.alphabet import PRINTABLE_ASCII
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -24,19 +22,13 @@ TEXT_LENGTH = 14  # L of the exported samplers: longer than every test text but 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A tiny random-weight model exported once: (model dir, export dir)."""
-    run = tmp_path_factory.mktemp("run")
-    keras.utils.set_random_seed(5)
-    cfg = config.preset("tiny")
-    alphabet = Alphabet(PRINTABLE_ASCII)
-    model_lib.build_model(cfg.model, alphabet.size).save(run / "model.keras")
-    cfg.save(run)
-    DatasetInfo(alphabet=alphabet, offset_mean=(0.5, -1.0), offset_std=(4.0, 3.0), splits={}).save(
-        run
+    run = write_tiny_model(
+        tmp_path_factory.mktemp("run"), seed=5, offset_mean=(0.5, -1.0), offset_std=(4.0, 3.0)
     )
     out = tmp_path_factory.mktemp("export") / "exported"
-    sizes = export_main.export(str(run), str(out), text_length=TEXT_LENGTH)
+    sizes = export_main.export(run, str(out), text_length=TEXT_LENGTH)
     assert {"sampler_float32.tflite", "sampler_int8.tflite", "sampler.json"} <= set(sizes)
-    return str(run), str(out)
+    return run, str(out)
 
 
 def test_tflite_uses_builtin_ops_only_and_carries_metadata(exported):
