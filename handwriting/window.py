@@ -14,7 +14,8 @@ The text (one-hot `c`, `(B, U, V)`, and its mask) is a call argument: padding ch
 masked out of phi, so they never move w. Keras 3's `RNN` layer passes no constants, so the
 layer that owns the cell drives it: `unroll_window` runs it over a sequence with
 `tf.while_loop`, after projecting all input points at once (`project_inputs`, one matmul);
-only the recurrent part runs step by step.
+only the recurrent part runs step by step, and its backward pass is written out
+(`window_sequence`) rather than left to autodiff of the loop.
 
 Axes: B batch, T pen steps, U characters, V alphabet, K window Gaussians, H units.
 kappa is float32 under every dtype policy; so are phi and the cell state c.
@@ -218,16 +219,17 @@ class WindowCell(keras.layers.Layer):
         `recurrent_kernel` is `joint_recurrent_kernel()`, computed once outside the loop.
         """
         h, c, kappa, w = states
-        dtype = self.compute_dtype
         gates = projected + tf.matmul(tf.concat([w, h], axis=-1), recurrent_kernel)
         gates = clip_gradient(gates, self.gradient_clip)
-        h, c = lstm_update(gates, c)
-        h = tf.cast(h, dtype)
-        alpha, beta, step = self.window_parameters(h)
-        kappa = kappa + step  # [B, K], eq. 51
-        phi = attention(alpha, beta, kappa, chars_mask)  # [B, U], eq. 46
-        phi_row = tf.expand_dims(tf.cast(phi, dtype), 1)  # [B, 1, U]
-        w = tf.squeeze(tf.matmul(phi_row, chars_onehot), axis=1)  # [B, V], eq. 47
+        h, c, kappa, w, phi, _, _ = window_update(
+            gates,
+            c,
+            kappa,
+            self.attention_kernel,
+            self.attention_bias,
+            chars_onehot,
+            chars_mask,
+        )
         return (h, w, phi), [h, c, kappa, w]
 
     def window_parameters(self, h):
@@ -241,8 +243,7 @@ class WindowCell(keras.layers.Layer):
             the weights exp(alpha_hat), the widths exp(beta_hat) and the position step
             exp(kappa_hat), so that kappa_t = kappa_{t-1} + kappa_step.
         """
-        window = tf.matmul(tf.cast(h, tf.float32), self.attention_kernel) + self.attention_bias
-        window = tf.exp(window)  # [B, 3K], eq. 49-51
+        window = gaussians(h, self.attention_kernel, self.attention_bias)
         k = self.window_gaussians
         return window[:, :k], window[:, k : 2 * k], window[:, 2 * k :]
 
@@ -276,8 +277,41 @@ def attention(alpha, beta, kappa, chars_mask):
     return phi * chars_mask
 
 
+def gaussians(h, attention_kernel, attention_bias):
+    """`exp(h W_a + b_a)` (eq. 48-51): `(B, 3K)` float32, alpha, beta and the kappa step."""
+    return tf.exp(tf.matmul(tf.cast(h, tf.float32), attention_kernel) + attention_bias)
+
+
+def window_update(gates, c, kappa, attention_kernel, attention_bias, chars_onehot, chars_mask):
+    """LSTM-1 and the window from LSTM-1's pre-activations `gates` `(B, 4H)`.
+
+    Args:
+        gates: `(B, 4H)` x_t W_x + [w_{t-1}, h_{t-1}] W_r + b, in the compute dtype.
+        c: `(B, H)` float32 cell state; kappa: `(B, K)` float32 window position.
+        attention_kernel, attention_bias: W_a `(H, 3K)` and b_a `(3K,)`, float32.
+        chars_onehot: `(B, U, V)` in the compute dtype; chars_mask: `(B, U)` float32.
+
+    Returns:
+        `(h, c, kappa, w, phi, activations, gaussians)`: h and w in the compute dtype; c,
+        kappa, phi, the gate activations `(B, 4H)` (i, f, g, o after their nonlinearities)
+        and `gaussians` `(B, 3K)` (alpha, beta, kappa step) float32.
+    """
+    dtype = gates.dtype
+    i, f, g, o = tf.split(tf.cast(gates, tf.float32), 4, axis=-1)
+    i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
+    c = f * c + i * g
+    h = tf.cast(o * tf.tanh(c), dtype)
+    window = gaussians(h, attention_kernel, attention_bias)
+    alpha, beta, step = tf.split(window, 3, axis=-1)
+    kappa = kappa + step  # eq. 51
+    phi = attention(alpha, beta, kappa, chars_mask)  # [B, U], eq. 46
+    phi_row = tf.expand_dims(tf.cast(phi, dtype), 1)  # [B, 1, U]
+    w = tf.squeeze(tf.matmul(phi_row, chars_onehot), axis=1)  # [B, V], eq. 47
+    return h, c, kappa, w, phi, tf.concat([i, f, g, o], axis=-1), window
+
+
 def unroll_window(cell, projected, initial_state, chars_onehot, chars_mask):
-    """Runs `cell` over a whole sequence with `tf.while_loop`.
+    """Runs `cell` over a whole sequence with `tf.while_loop` and a hand-written backward pass.
 
     Args:
         cell: a built `WindowCell`.
@@ -290,74 +324,191 @@ def unroll_window(cell, projected, initial_state, chars_onehot, chars_mask):
         `(h, w, phi, kappa, final_state)`: time-major `(T, B, units)`, `(T, B, V)`,
         `(T, B, U)` and `(T, B, K)`, and the state after the last step.
     """
-    steps = tf.shape(projected)[0]
-    kernel = cell.joint_recurrent_kernel()
-    sequences = {}
-
-    def recurrent_inputs():
-        # [w_{t-1}, h_{t-1}] for t = 0 .. T-1: the outputs shifted by one step.
-        w = tf.concat([initial_state[3][None], sequences["w"][:-1]], axis=0)
-        h = tf.concat([initial_state[0][None], sequences["h"][:-1]], axis=0)
-        return tf.concat([w, h], axis=-1)
-
-    projected = attach_kernel_gradient(projected, kernel, recurrent_inputs)
-    loop_kernel = tf.stop_gradient(kernel)
-    inputs = tf.TensorArray(projected.dtype, size=steps).unstack(projected)
     dtype = cell.compute_dtype
-    outputs = (
-        tf.TensorArray(dtype, size=steps),  # h
-        tf.TensorArray(dtype, size=steps),  # w
-        tf.TensorArray(tf.float32, size=steps),  # phi
-        tf.TensorArray(tf.float32, size=steps),  # kappa
+    h0, c0, kappa0, w0 = initial_state
+    h, w, phi, kappa, h_last, c_last, kappa_last, w_last = window_sequence(
+        tf.cast(projected, dtype),
+        cell.joint_recurrent_kernel(),
+        tf.convert_to_tensor(cell.attention_kernel),
+        tf.convert_to_tensor(cell.attention_bias),
+        tf.cast(h0, dtype),
+        tf.cast(c0, tf.float32),
+        tf.cast(kappa0, tf.float32),
+        tf.cast(w0, dtype),
+        tf.cast(chars_onehot, dtype),
+        tf.cast(chars_mask, tf.float32),
+        cell.gradient_clip,
     )
-
-    def body(t, state, outputs):
-        (h, w, phi), state = cell.step_projected(
-            inputs.read(t), list(state), chars_onehot, chars_mask, loop_kernel
-        )
-        outputs = tuple(
-            ta.write(t, v) for ta, v in zip(outputs, (h, w, phi, state[2]), strict=True)
-        )
-        return t + 1, tuple(state), outputs
-
-    _, final_state, outputs = tf.while_loop(
-        lambda t, *_: t < steps,
-        body,
-        (tf.constant(0), tuple(initial_state), outputs),
-        maximum_iterations=steps,
-    )
-    h, w, phi, kappa = (ta.stack() for ta in outputs)
-    sequences.update(h=h, w=w)
-    return h, w, phi, kappa, list(final_state)
+    return h, w, phi, kappa, [h_last, c_last, kappa_last, w_last]
 
 
-def attach_kernel_gradient(projected, kernel, recurrent_inputs):
-    """Identity on `projected` that gives `kernel` the gradient of a loop's recurrent product.
+def window_sequence(
+    projected,
+    kernel,
+    attention_kernel,
+    attention_bias,
+    h0,
+    c0,
+    kappa0,
+    w0,
+    chars_onehot,
+    chars_mask,
+    gradient_clip=0.0,
+):
+    """LSTM-1 and the window over a whole sequence, with a hand-written backward pass.
 
-    A loop computing gates_t = projected_t + r_t kernel, with the kernel's gradient stopped
-    inside it, leaves d gates_t = d projected_t; then d kernel = sum_t r_t^T d projected_t is
-    one matmul over all steps after the loop, instead of a `(rows, 4 units)` product summed
-    into an accumulator at every step.
+    Autodiff of a `tf.while_loop` records every op of every step and replays it backwards
+    through stacks, about four times the forward's cost here; this keeps what the backward
+    needs (gate activations, c, the Gaussians) and runs one loop of its derivatives. The
+    gradients of the loop's kernels are matmuls over all steps after it.
 
     Args:
-        projected: `(T, B, 4 units)`.
-        kernel: `(rows, 4 units)`, differentiable.
-        recurrent_inputs: a callable returning r `(T, B, rows)`; it is called when the
-            gradient is taken, so it may read the loop's outputs.
+        projected: `(T, B, 4H)` x_t W_x + b, in the compute dtype.
+        kernel: `(V + H, 4H)` the joint recurrent kernel of [w_{t-1}, h_{t-1}].
+        attention_kernel: `(H, 3K)`; attention_bias: `(3K,)`; float32.
+        h0, c0, kappa0, w0: the initial state (c and kappa float32).
+        chars_onehot: `(B, U, V)`; chars_mask: `(B, U)` float32; not differentiated.
+        gradient_clip: clip of d/d(LSTM-1 pre-activations), `[-v, v]`; 0 turns it off.
+
+    Returns:
+        `(h, w, phi, kappa, h_last, c_last, kappa_last, w_last)`; the sequences time-major.
     """
+    dtype = projected.dtype
+    alphabet = chars_onehot.shape[-1] if chars_onehot.shape[-1] is not None else None
 
     @tf.custom_gradient
-    def attach(projected, kernel):
-        def grad(upstream):
-            inputs = recurrent_inputs()
-            rows, columns = tf.shape(inputs)[-1], tf.shape(upstream)[-1]
+    def run(projected, kernel, attention_kernel, attention_bias, h0, c0, kappa0, w0):
+        steps = tf.shape(projected)[0]
+        inputs = tf.TensorArray(dtype, size=steps).unstack(projected)
+        kinds = (dtype, dtype, tf.float32, tf.float32, tf.float32, tf.float32, tf.float32)
+        arrays = tuple(tf.TensorArray(kind, size=steps) for kind in kinds)
+
+        def body(t, h, c, kappa, w, arrays):
+            gates = inputs.read(t) + tf.matmul(tf.concat([w, h], axis=-1), kernel)
+            h, c, kappa, w, phi, act, window = window_update(
+                gates, c, kappa, attention_kernel, attention_bias, chars_onehot, chars_mask
+            )
+            values = (h, w, phi, kappa, c, act, window)
+            arrays = tuple(ta.write(t, v) for ta, v in zip(arrays, values, strict=True))
+            return t + 1, h, c, kappa, w, arrays
+
+        _, h_last, c_last, kappa_last, w_last, arrays = tf.while_loop(
+            lambda t, *_: t < steps,
+            body,
+            (tf.constant(0), h0, c0, kappa0, w0, arrays),
+            maximum_iterations=steps,
+        )
+        h_seq, w_seq, phi_seq, kappa_seq, c_seq, act_seq, window_seq = (ta.stack() for ta in arrays)
+
+        def grad(dh_seq, dw_seq, dphi_seq, dkappa_seq, dh_last, dc_last, dkappa_last, dw_last):
+            def f32(upstream, like):
+                return (
+                    tf.zeros_like(like, tf.float32)
+                    if upstream is None
+                    else (tf.cast(upstream, tf.float32))
+                )
+
+            dh_seq, dw_seq = f32(dh_seq, h_seq), f32(dw_seq, w_seq)
+            dphi_seq, dkappa_seq = f32(dphi_seq, phi_seq), f32(dkappa_seq, kappa_seq)
+            c_prev_seq = tf.concat([c0[None], c_seq[:-1]], axis=0)
+            kernel_t = tf.transpose(kernel)  # [4H, V + H]
+            attention_kernel_t = tf.transpose(attention_kernel)  # [3K, H]
+            onehot_t = tf.transpose(chars_onehot, [0, 2, 1])  # [B, V, U]
+            positions = tf.cast(tf.range(tf.shape(chars_mask)[-1]), tf.float32)
+            columns = alphabet if alphabet is not None else tf.shape(chars_onehot)[-1]
+
+            def back(t, dh_next, dc_next, dkappa_next, dw_next, dgates_ta, dwindow_ta):
+                # w_t = phi_t C (eq. 47), then phi (eq. 46) through alpha, beta and kappa.
+                dw = tf.cast(dw_seq[t] + dw_next, dtype)
+                dphi = dphi_seq[t] + tf.cast(
+                    tf.squeeze(tf.matmul(dw[:, None], onehot_t), 1), tf.float32
+                )
+                dphi = dphi * chars_mask  # [B, U]
+                alpha, beta, step = tf.split(window_seq[t], 3, axis=-1)  # [B, K] each
+                distance = kappa_seq[t][:, :, None] - positions  # [B, K, U]
+                bump = tf.exp(-beta[:, :, None] * tf.square(distance))
+                dbump = dphi[:, None, :] * bump  # d loss / d alpha_k per position
+                weighted = alpha[:, :, None] * dbump
+                dalpha = tf.reduce_sum(dbump, -1)
+                dbeta = -tf.reduce_sum(weighted * tf.square(distance), -1)
+                dkappa = (
+                    dkappa_seq[t]
+                    + dkappa_next
+                    - 2.0 * tf.reduce_sum(weighted * beta[:, :, None] * distance, -1)
+                )
+                # Through the exp of eq. 49-51 to the pre-activations h W_a + b_a.
+                dwindow = tf.concat([dalpha * alpha, dbeta * beta, dkappa * step], axis=-1)
+                dh = dh_seq[t] + dh_next + tf.matmul(dwindow, attention_kernel_t)
+                # The LSTM update.
+                i, f, g, o = tf.split(act_seq[t], 4, axis=-1)
+                tanh_c = tf.tanh(c_seq[t])
+                dc = dc_next + dh * o * (1.0 - tf.square(tanh_c))
+                dgates = tf.concat(
+                    [
+                        dc * g * i * (1.0 - i),
+                        dc * c_prev_seq[t] * f * (1.0 - f),
+                        dc * i * (1.0 - tf.square(g)),
+                        dh * tanh_c * o * (1.0 - o),
+                    ],
+                    axis=-1,
+                )
+                if gradient_clip:
+                    dgates = tf.clip_by_value(dgates, -gradient_clip, gradient_clip)
+                dgates = tf.cast(dgates, dtype)
+                drecurrent = tf.cast(tf.matmul(dgates, kernel_t), tf.float32)
+                dw_prev, dh_prev = drecurrent[:, :columns], drecurrent[:, columns:]
+                return (
+                    t - 1,
+                    dh_prev,
+                    dc * f,
+                    dkappa,
+                    dw_prev,
+                    dgates_ta.write(t, dgates),
+                    dwindow_ta.write(t, dwindow),
+                )
+
+            start = (
+                steps - 1,
+                f32(dh_last, h0),
+                f32(dc_last, c0),
+                f32(dkappa_last, kappa0),
+                f32(dw_last, w0),
+                tf.TensorArray(dtype, size=steps),
+                tf.TensorArray(tf.float32, size=steps),
+            )
+            _, dh0, dc0, dkappa0, dw0, dgates_ta, dwindow_ta = tf.while_loop(
+                lambda t, *_: t >= 0, back, start, maximum_iterations=steps
+            )
+            dgates_seq, dwindow_seq = dgates_ta.stack(), dwindow_ta.stack()
+            # Kernel gradients: one matmul over all steps each.
+            w_prev = tf.concat([w0[None], w_seq[:-1]], axis=0)
+            h_prev = tf.concat([h0[None], h_seq[:-1]], axis=0)
+            recurrent = tf.concat([w_prev, h_prev], axis=-1)  # [T, B, V + H]
+            rows = tf.shape(recurrent)[-1]
             dkernel = tf.matmul(
-                tf.reshape(inputs, [-1, rows]),
-                tf.reshape(upstream, [-1, columns]),
+                tf.reshape(recurrent, [-1, rows]),
+                tf.reshape(dgates_seq, [-1, tf.shape(dgates_seq)[-1]]),
                 transpose_a=True,
             )
-            return upstream, tf.cast(dkernel, kernel.dtype)
+            width = tf.shape(dwindow_seq)[-1]
+            flat_dwindow = tf.reshape(dwindow_seq, [-1, width])
+            dattention_kernel = tf.matmul(
+                tf.reshape(tf.cast(h_seq, tf.float32), [-1, tf.shape(h_seq)[-1]]),
+                flat_dwindow,
+                transpose_a=True,
+            )
+            return (
+                dgates_seq,
+                tf.cast(dkernel, kernel.dtype),
+                dattention_kernel,
+                tf.reduce_sum(flat_dwindow, 0),
+                tf.cast(dh0, h0.dtype),
+                dc0,
+                dkappa0,
+                tf.cast(dw0, w0.dtype),
+            )
 
-        return tf.identity(projected), grad
+        outputs = (h_seq, w_seq, phi_seq, kappa_seq, h_last, c_last, kappa_last, w_last)
+        return outputs, grad
 
-    return attach(projected, kernel)
+    return run(projected, kernel, attention_kernel, attention_bias, h0, c0, kappa0, w0)

@@ -196,29 +196,45 @@ def test_config_round_trip_and_validation():
 
 
 def test_unroll_gradient_matches_step_by_step_autodiff():
+    # Every output (h, w, phi, kappa and the final state) carries a loss, the initial state
+    # is not zero, and the clip acts: the hand-written backward of `unroll_window` must give
+    # the gradients autodiff gives through the cell's own step.
     cell = _cell(gradient_clip=0.5)
     chars, mask = _text()
     rng = np.random.default_rng(6)
-    points = rng.normal(size=(B, T, 3)).astype(np.float32)
-    weights = [rng.normal(size=s).astype(np.float32) for s in [(B, T, H), (B, T, V), (B, T, U)]]
+    points = tf.constant(rng.normal(size=(B, T, 3)).astype(np.float32))
+    shapes = [(B, T, H), (B, T, V), (B, T, U), (B, T, K), (B, H), (B, H), (B, K), (B, V)]
+    weights = [rng.normal(size=s).astype(np.float32) for s in shapes]
+    start = [
+        tf.constant(rng.normal(size=s).astype(np.float32) * scale)
+        for s, scale in (((B, H), 0.5), ((B, H), 0.5), ((B, K), 1.0), ((B, V), 0.3))
+    ]
+    start[2] = tf.abs(start[2])
     onehot, maskf = tf.one_hot(chars, V), tf.cast(mask, tf.float32)
 
-    def loss_of(h, w, phi):
-        return sum(tf.reduce_sum(a * b) for a, b in zip((h, w, phi), weights, strict=True))
+    def loss_of(outputs):
+        return sum(tf.reduce_sum(a * b) for a, b in zip(outputs, weights, strict=True))
 
+    sources = [points, *start, *cell.trainable_variables]
     with tf.GradientTape() as tape:
-        x = tf.transpose(tf.constant(points), [1, 0, 2])
-        h, w, phi, _, _ = unroll_window(
-            cell, cell.project_inputs(x), cell.get_initial_state(B), onehot, maskf
+        tape.watch([points, *start])
+        x = tf.transpose(points, [1, 0, 2])
+        h, w, phi, kappa, state = unroll_window(
+            cell, cell.project_inputs(x), list(start), onehot, maskf
         )
-        loss = loss_of(*(tf.transpose(v, [1, 0, 2]) for v in (h, w, phi)))
-    ours = tape.gradient(loss, cell.trainable_variables)
+        sequences = [tf.transpose(v, [1, 0, 2]) for v in (h, w, phi, kappa)]
+        loss = loss_of(sequences + list(state))
+    ours = tape.gradient(loss, sources)
     with tf.GradientTape() as tape:
-        state, outs = cell.get_initial_state(B), []
+        tape.watch([points, *start])
+        state, outs = list(start), []
         for t in range(T):
-            out, state = cell(points[:, t], state, chars_onehot=onehot, chars_mask=maskf)
-            outs.append(out)
-        loss = loss_of(*(tf.stack(v, 1) for v in zip(*outs, strict=True)))
-    reference = tape.gradient(loss, cell.trainable_variables)
-    for a, b, v in zip(ours, reference, cell.trainable_variables, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=v.name)
+            (h, w, phi), state = cell(points[:, t], state, chars_onehot=onehot, chars_mask=maskf)
+            outs.append((h, w, phi, state[2]))
+        sequences = [tf.stack(v, 1) for v in zip(*outs, strict=True)]
+        loss = loss_of(sequences + list(state))
+    reference = tape.gradient(loss, sources)
+    names = ["points", "h0", "c0", "kappa0", "w0"] + [v.name for v in cell.trainable_variables]
+    for a, b, name in zip(ours, reference, names, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5, err_msg=name)
+        assert np.abs(np.asarray(b)).max() > 0, name  # every gradient is exercised
