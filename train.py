@@ -14,9 +14,6 @@ import argparse
 import os
 import sys
 
-# TensorFlow's start-up chatter hides the messages that matter; TF_CPP_MIN_LOG_LEVEL=0 shows it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from handwriting.config import PRESETS, ConfigError
 
 DEFAULT_PRESET = "demo"
@@ -93,7 +90,10 @@ def main(argv=None) -> int:
     preset_name = args.preset or DEFAULT_PRESET
     run_dir = args.logdir or os.path.join("runs", preset_name)
 
-    from handwriting import training  # TensorFlow loads here, not for --help
+    from handwriting import startup
+
+    startup.import_tensorflow()  # here, not for --help; without TensorFlow's no-GPU notices
+    from handwriting import training
     from handwriting.dataset_info import DatasetError
     from handwriting.sample import SampleError
 

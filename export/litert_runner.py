@@ -14,13 +14,16 @@ The draws are those of `handwriting.draws`: `numpy.random.default_rng([seed, i])
 i, four doubles per step, so a seed gives the strokes the Python sampler and the SavedModel
 give.
 
-Exit status 2 with a message for bad input (unknown characters, empty text, a missing export).
+Exit status 2 with a message naming the file and what is wrong for bad input: unknown
+characters, empty text, a missing, truncated or damaged sampler or `sampler.json`, an output
+that cannot be written (checked before sampling).
 """
 
 import argparse
 import json
 import math
 import os
+import struct
 import sys
 import tempfile
 
@@ -32,6 +35,9 @@ METADATA_FILENAME = "sampler.json"
 METADATA_NAME = b"handwriting"
 SIGNATURE = "step"
 METADATA_VERSION = 2  # the sampler format this runner reads (`export/tflite.py`)
+INPUTS = ("point", "state", "text", "text_mask", "draws", "bias")  # of the signature
+OUTPUTS = ("point", "state", "passed", "phi", "phi_end", "head")
+FIRST_CHAR_ID = 2  # the alphabet's first character; 0 pads, 1 is the unknown character
 # CPU threads of the interpreter: a step streams all weights from memory (15 MB float32,
 # 4 MB int8 for the paper network), and each core adds its own bandwidth.
 DEFAULT_THREADS = min(os.cpu_count() or 1, 4)
@@ -41,24 +47,114 @@ class RunnerError(ValueError):
     """Bad input; the message says what is wrong."""
 
 
-def read_metadata(model_bytes: bytes, directory: str) -> dict:
-    """The sampler's metadata: embedded in the flatbuffer, else `sampler.json` beside it."""
+def read_metadata(model_bytes: bytes, path: str) -> tuple:
+    """The metadata of the sampler file `path`: embedded in the flatbuffer, else `sampler.json`
+    beside it, checked by `check_metadata`.
+
+    Args:
+        model_bytes: the content of `path`, a flatbuffer the interpreter has accepted.
+        path: the sampler file, named in the errors.
+
+    Returns:
+        `(metadata, the file it was read from)`.
+    """
     from ai_edge_litert import schema_py_generated as schema
 
-    model = schema.Model.GetRootAs(model_bytes, 0)
-    for i in range(model.MetadataLength()):
-        entry = model.Metadata(i)
-        if entry.Name() == METADATA_NAME:
-            data = model.Buffers(entry.Buffer()).DataAsNumpy()
-            return json.loads(bytes(data).decode("utf-8"))
-    path = os.path.join(directory, METADATA_FILENAME)
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
+        model = schema.Model.GetRootAs(model_bytes, 0)
+        embedded = None
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            if entry.Name() == METADATA_NAME:
+                embedded = bytes(model.Buffers(entry.Buffer()).DataAsNumpy())
+    except (struct.error, IndexError, TypeError, ValueError) as e:
+        raise RunnerError(f"{path}: not a TFLite model, or a truncated one ({e})") from None
+    if embedded is not None:
+        source = path
+        try:
+            meta = json.loads(embedded.decode("utf-8"))
+        except ValueError as e:  # also UnicodeDecodeError
+            raise RunnerError(f"{path}: its embedded metadata is not valid JSON ({e})") from None
+    else:
+        source = os.path.join(os.path.dirname(path), METADATA_FILENAME)
+        try:
+            with open(source, encoding="utf-8") as f:
+                meta = json.load(f)
+        except FileNotFoundError:
+            raise RunnerError(
+                f"{os.path.dirname(path)}: the sampler has no metadata and {source} is missing"
+            ) from None
+        except OSError as e:
+            raise RunnerError(f"{source}: cannot be read ({e.strerror})") from None
+        except ValueError as e:  # also UnicodeDecodeError
+            raise RunnerError(f"{source}: not valid JSON ({e})") from None
+    check_metadata(meta, source)
+    return meta, source
+
+
+def _is_number(value, positive=False) -> bool:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and math.isfinite(value) and (value > 0 or not positive)
+
+
+def _numbers(count, positive=False):
+    """The test of a list of `count` finite numbers (each > 0 with `positive`)."""
+    return lambda value: (
+        isinstance(value, list)
+        and len(value) == count
+        and all(_is_number(n, positive) for n in value)
+    )
+
+
+def _positive_ints(value) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) > 0
+        and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in value)
+    )
+
+
+# The metadata fields the runner reads: (name, test of the value, what the test wants).
+METADATA_FIELDS = (
+    ("alphabet.chars", lambda value: isinstance(value, str) and value != "", "a non-empty string"),
+    ("state_widths", _positive_ints, "a list of positive ints"),
+    ("start_point", _numbers(3), "a list of 3 numbers"),
+    ("normalization.offset_mean", _numbers(2), "a list of 2 numbers"),
+    ("normalization.offset_std", _numbers(2, positive=True), "a list of 2 numbers > 0"),
+    ("points_per_char", lambda value: _is_number(value, positive=True), "a number > 0"),
+)
+
+
+def check_metadata(meta, source) -> None:
+    """Raises `RunnerError` naming `source` and the field unless `meta` is a sampler's metadata
+    of `METADATA_VERSION` holding every field of `METADATA_FIELDS`, each of its type."""
+    if not isinstance(meta, dict):
+        raise RunnerError(f"{source}: the metadata is not a JSON object")
+    if meta.get("version") != METADATA_VERSION:
         raise RunnerError(
-            f"{directory}: the sampler has no metadata and {path} is missing"
-        ) from None
+            f"{source}: sampler format version {meta.get('version')}; this runner reads "
+            f"version {METADATA_VERSION}; export the model again with `python -m export`"
+        )
+    for name, valid, wanted in METADATA_FIELDS:
+        value, parts = meta, name.split(".")
+        for n, key in enumerate(parts):
+            if not isinstance(value, dict):
+                raise RunnerError(
+                    f"{source}: field {'.'.join(parts[:n])!r} must be a JSON object, "
+                    f"received {_shorten(value)}"
+                )
+            if key not in value:
+                raise RunnerError(f"{source}: field {'.'.join(parts[: n + 1])!r} is missing")
+            value = value[key]
+        if not valid(value):
+            raise RunnerError(
+                f"{source}: field {name!r} must be {wanted}, received {_shorten(value)}"
+            )
+
+
+def _shorten(value, limit=60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class Sampler:
@@ -84,25 +180,47 @@ class Sampler:
                 content = f.read()
         except OSError as e:
             raise RunnerError(f"{path}: cannot be read ({e.strerror})") from None
-        self.meta = read_metadata(content, directory)
-        if self.meta.get("version") != METADATA_VERSION:
-            raise RunnerError(
-                f"{path}: sampler format version {self.meta.get('version')}; this runner reads "
-                f"version {METADATA_VERSION}; export the model again with `python -m export`"
+        try:
+            if not content:
+                raise ValueError("the file is empty")
+            # The interpreter verifies the flatbuffer before anything reads it.
+            self.interpreter = Interpreter(
+                model_content=content, num_threads=num_threads or DEFAULT_THREADS
             )
-        self.interpreter = Interpreter(
-            model_content=content, num_threads=num_threads or DEFAULT_THREADS
-        )
-        runner = self.interpreter.get_signature_runner(SIGNATURE)
-        inputs, outputs = runner.get_input_details(), runner.get_output_details()
+        except ValueError as e:
+            raise RunnerError(f"{path}: not a TFLite model, or a truncated one ({e})") from None
+        self.meta, source = read_metadata(content, path)
+        try:
+            runner = self.interpreter.get_signature_runner(SIGNATURE)
+            inputs, outputs = runner.get_input_details(), runner.get_output_details()
+        except ValueError as e:
+            raise RunnerError(f"{path}: not a handwriting sampler ({e})") from None
+        missing = sorted((set(INPUTS) - set(inputs)) | (set(OUTPUTS) - set(outputs)))
+        if missing:
+            raise RunnerError(
+                f"{path}: not a handwriting sampler: its signature {SIGNATURE!r} lacks "
+                f"{', '.join(missing)}"
+            )
         self.inputs = {k: v["index"] for k, v in inputs.items()}
         self.outputs = {k: v["index"] for k, v in outputs.items()}
         self.batch, self.text_length, self.alphabet_size = (int(n) for n in inputs["text"]["shape"])
+        state_width = int(inputs["state"]["shape"][-1])
         del runner  # it holds views of the interpreter's tensors, which block invoke()
         self.interpreter.allocate_tensors()
         alphabet = self.meta["alphabet"]
-        self.ids = {c: i + 2 for i, c in enumerate(alphabet["chars"])}  # ids from 2
+        chars = alphabet["chars"]
+        if len(chars) + FIRST_CHAR_ID != self.alphabet_size:
+            raise RunnerError(
+                f"{source}: field 'alphabet.chars' holds {len(chars)} characters; the sampler "
+                f"{path} reads {self.alphabet_size - FIRST_CHAR_ID} (metadata of another export?)"
+            )
+        self.ids = {c: i + FIRST_CHAR_ID for i, c in enumerate(chars)}
         self.state_width = sum(self.meta["state_widths"])
+        if self.state_width != state_width:
+            raise RunnerError(
+                f"{source}: field 'state_widths' sums to {self.state_width}; the sampler {path} "
+                f"has a state {state_width} wide (metadata of another export?)"
+            )
         self.start = np.asarray(self.meta["start_point"], np.float32)
         self.shift = np.array([*self.meta["normalization"]["offset_mean"], 0.0])
         self.scale = np.array([*self.meta["normalization"]["offset_std"], 1.0])
@@ -322,7 +440,27 @@ def to_svg(strokes, stroke_width=None) -> str:
     )
 
 
+def output_problem(path) -> str | None:
+    """Why the strokes cannot be written to `path`, in words; None when they can.
+
+    Checked before sampling: `path` must not be a folder, and the nearest existing folder
+    above it must be a writable folder (missing folders in between are created).
+    """
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        return "is a folder; give a file name"
+    above = os.path.dirname(path)
+    while not os.path.exists(above):
+        above = os.path.dirname(above)
+    if not os.path.isdir(above):
+        return f"{above} is a file, not a folder"
+    if not os.access(above, os.W_OK | os.X_OK):
+        return f"no permission to write in {above}"
+    return None
+
+
 def write_atomically(path, data: bytes) -> None:
+    """Writes `data` to `path` through a temporary file beside it, renamed onto `path`."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path), suffix=".tmp")
@@ -356,6 +494,10 @@ def main(argv=None) -> int:
         parser.error(f"--threads must be >= 1, received {args.threads}")
     if not args.output.lower().endswith((".svg", ".json")):
         parser.error(f"--output must end with .svg or .json, received {args.output!r}")
+    problem = output_problem(args.output)
+    if problem:
+        print(f"error: {args.output}: {problem}", file=sys.stderr)
+        return 2
     try:
         sampler = Sampler(args.export_dir, int8=args.int8, num_threads=args.threads)
         strokes, finished = sampler.write(args.text, args.bias, args.seed)
@@ -368,9 +510,14 @@ def main(argv=None) -> int:
             "version": 1,
             "lines": [{"text": args.text, "strokes": strokes.astype(np.float64).tolist()}],
         }
-        write_atomically(args.output, (json.dumps(obj) + "\n").encode("utf-8"))
+        data = (json.dumps(obj) + "\n").encode("utf-8")
     else:
-        write_atomically(args.output, to_svg(strokes).encode("utf-8"))
+        data = to_svg(strokes).encode("utf-8")
+    try:
+        write_atomically(args.output, data)
+    except OSError as e:  # e.g. a full disk, or the folder changed while sampling
+        print(f"error: {args.output}: cannot be written ({e.strerror or e})", file=sys.stderr)
+        return 2
     if not finished:
         print("note: the point budget ran out before the window reached the end", file=sys.stderr)
     print(f"wrote {args.output} ({len(strokes)} points)")

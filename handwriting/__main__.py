@@ -1,12 +1,13 @@
 """`python -m handwriting write "text" -o out.svg`: see `handwriting.cli`."""
 
-import os
 import sys
 
-# TensorFlow's start-up chatter hides the messages that matter; TF_CPP_MIN_LOG_LEVEL=0 shows it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from handwriting import startup
 
-from handwriting.cli import main
+# Before the CLI imports TensorFlow: keeps its no-GPU notices off stderr.
+startup.import_tensorflow()
+
+from handwriting.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,9 +9,12 @@ import argparse
 import os
 import sys
 
-from handwriting import sample
+from handwriting import files, sample
 
 OUTPUT_KINDS = (".svg", ".png", ".gif", ".json")
+# Pixels per line of handwriting in PNGs and GIFs: sized for a screen (a short phrase comes out
+# about 400 x 150 pixels).
+DEFAULT_LINE_PX = 128
 
 EPILOG = """examples:
   python -m handwriting write "Hello world" -o hello.svg
@@ -59,7 +62,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--width", type=int, default=sample.DEFAULT_WIDTH, help="characters per line (default 60)"
     )
     write.add_argument("--align", choices=("left", "center", "right"), default="left")
-    write.add_argument("--line-height", type=int, default=64, help="PNG/GIF px per line")
+    write.add_argument(
+        "--height",
+        "--line-height",
+        dest="height",
+        type=int,
+        default=DEFAULT_LINE_PX,
+        metavar="PX",
+        help=f"PNG/GIF: pixels per line of handwriting (default {DEFAULT_LINE_PX})",
+    )
+    styles = commands.add_parser(
+        "styles",
+        help="list the styles --style takes, with an optional picture of them",
+        description="List the styles that `write --style` takes: the model's own (styles.json) "
+        "and the lines of its data set, when that is here.",
+    )
+    styles.add_argument(
+        "--model", default=None, help="a training run's or export's directory (default: demo model)"
+    )
+    styles.add_argument("--data", help="the data set folder (default: the run's)")
+    styles.add_argument(
+        "--limit", type=int, default=20, help="data-set lines listed per split (default 20)"
+    )
+    styles.add_argument("-o", "--output", help="also draw the model's styles to this .png")
+    styles.add_argument(
+        "--add",
+        nargs="+",
+        metavar="ID",
+        help="copy these lines of the data set into the model's styles.json",
+    )
     return parser
 
 
@@ -67,6 +98,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "styles":
+            return _styles(args, parser)
         return _write(args, parser)
     except sample.SampleError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -84,8 +117,11 @@ def _write(args, parser) -> int:
         parser.error("--prime-text goes with --prime FILE")
     if args.width < 1:
         parser.error(f"--width must be >= 1, received {args.width}")
-    if args.line_height < 8:
-        parser.error(f"--line-height must be >= 8, received {args.line_height}")
+    if args.height < 8:
+        parser.error(f"--height must be >= 8, received {args.height}")
+    problem = files.output_problem(args.output)
+    if problem:
+        raise sample.SampleError(f"--output: {problem}")
     if not args.text.strip():
         raise sample.SampleError("text is empty; give at least one character to write")
     if len(args.text) > sample.MAX_TEXT_CHARS:
@@ -93,6 +129,8 @@ def _write(args, parser) -> int:
             f"text has {len(args.text)} characters; the limit is {sample.MAX_TEXT_CHARS}"
         )
     synth = sample.load(args.model)
+    if args.style == "list":
+        return _list_styles(synth, args.data, limit=20)
     prime = None
     if args.prime is not None:
         prime = sample.load_prime(args.prime, args.prime_text)
@@ -101,20 +139,78 @@ def _write(args, parser) -> int:
     lines = sample.write_paragraph(
         synth, args.text, width=args.width, bias=args.bias, seed=args.seed, prime=prime
     )
-    from handwriting import files, render
+    from handwriting import render
 
     strokes = [line.strokes for line in lines]
     if kind == ".svg":
         files.write_text(args.output, render.to_svg(strokes, align=args.align))
     elif kind == ".png":
-        image = render.to_image(strokes, line_height_px=args.line_height, align=args.align)
+        image = render.to_image(strokes, line_height_px=args.height, align=args.align)
         render.save_png(image, args.output)
     elif kind == ".gif":
-        render.to_gif(strokes, args.output, line_height_px=args.line_height, align=args.align)
+        render.to_gif(strokes, args.output, line_height_px=args.height, align=args.align)
     else:
         sample.save_strokes_json(lines, args.output)
     unfinished = [i + 1 for i, line in enumerate(lines) if not line.finished]
     if unfinished:
         print(f"note: lines {unfinished} ran out of points before the end", file=sys.stderr)
     print(f"wrote {args.output} ({len(lines)} lines, {sum(len(s) for s in strokes)} points)")
+    return 0
+
+
+def _styles(args, parser) -> int:
+    if args.limit < 0:
+        parser.error(f"--limit must be >= 0, received {args.limit}")
+    if args.output is not None:
+        if os.path.splitext(args.output)[1].lower() != ".png":
+            parser.error(f"--output must end with .png: {args.output!r}")
+        problem = files.output_problem(args.output)
+        if problem:
+            raise sample.SampleError(f"--output: {problem}")
+    synth = sample.load(args.model)
+    if args.add:
+        styles = sample.load_styles(synth.directory)
+        for line_id in args.add:
+            styles[line_id] = sample.prime_from_dataset(synth, line_id, args.data)
+        path = sample.save_styles(synth.directory, styles)
+        print(f"wrote {path} ({len(styles)} styles)")
+    _list_styles(synth, args.data, limit=args.limit)
+    if args.output is not None:
+        styles = sample.load_styles(synth.directory)
+        if not styles:
+            raise sample.SampleError(
+                f"{synth.directory}: the model has no {sample.STYLES_FILENAME}; nothing to draw"
+            )
+        from handwriting import render
+
+        ids = sorted(styles)
+        image = render.to_image(
+            [styles[i].strokes for i in ids],
+            labels=[f"{i}: {styles[i].text}" for i in ids],
+            line_height_px=64,
+        )
+        render.save_png(image, args.output)
+        print(f"wrote {args.output} ({len(ids)} styles)")
+    return 0
+
+
+def _list_styles(synth, data_dir, *, limit: int) -> int:
+    """Prints the style ids `--style` takes: the model's, then the data set's (up to `limit`)."""
+    styles = sample.load_styles(synth.directory)
+    if styles:
+        print(f"Styles of the model ({os.path.join(synth.directory, sample.STYLES_FILENAME)}):")
+        for line_id in sorted(styles):
+            print(f"  {line_id:<16} {styles[line_id].text}")
+    listed = sample.dataset_line_ids(synth, data_dir, limit=limit) if limit else None
+    if listed is not None:
+        where, splits = listed
+        for split, (total, lines) in splits.items():
+            more = f", the first {len(lines)}" if len(lines) < total else ""
+            print(f"Lines of the data set {where}, split {split} ({total} lines{more}):")
+            for line_id, text in lines:
+                print(f"  {line_id:<16} {text}")
+    elif limit:
+        where = data_dir or synth.config.data.dir
+        print(f"The model's data set ({where}) is not here; --data DIR lists the lines of one.")
+    print("Write in one of them: python -m handwriting write TEXT -o out.svg --style ID")
     return 0

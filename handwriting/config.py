@@ -255,14 +255,24 @@ class Config:
         sections = {}
         for name, section_cls in _SECTIONS.items():
             values = obj.get(name, {})
+            if not isinstance(values, dict):
+                raise ConfigError(
+                    f"{where}: section {name} must be a JSON object, received {values!r}"
+                )
             types = typing.get_type_hints(section_cls)
             unknown = sorted(set(values) - set(types))
             if unknown:
                 raise ConfigError(f"{where}: unknown fields of {name}: {unknown}")
-            sections[name] = section_cls(
-                **{k: _coerce(f"{name}.{k}", v, types[k]) for k, v in values.items()}
-            )
-        return cls(**sections)
+            try:
+                sections[name] = section_cls(
+                    **{k: _coerce(f"{name}.{k}", v, types[k]) for k, v in values.items()}
+                )
+            except ConfigError as e:
+                raise ConfigError(f"{where}: {e}") from None
+        try:
+            return cls(**sections)
+        except ConfigError as e:  # a value of the right type out of its range
+            raise ConfigError(f"{where}: {e}") from None
 
     def save(self, directory) -> str:
         """Writes `directory/config.json` atomically; returns its path."""

@@ -2,7 +2,11 @@
 
 import contextlib
 import os
+import re
 import tempfile
+
+# The name `atomic_path` gives its temporary files: `.<name>.<random>.tmp[<suffix>]`.
+_TEMPORARY = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp(\..*)?")
 
 
 @contextlib.contextmanager
@@ -25,7 +29,7 @@ def atomic_path(path, keep_suffix=False):
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         # mkstemp creates 0600; give the file the mode an ordinary open() would.
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -33,7 +37,8 @@ def atomic_path(path, keep_suffix=False):
         raise
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process' file mode creation mask (read without changing it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -48,3 +53,53 @@ def write_bytes(path, data: bytes) -> None:
 def write_text(path, text: str) -> None:
     """Writes `text` as UTF-8 to `path` atomically."""
     write_bytes(path, text.encode("utf-8"))
+
+
+def output_problem(path) -> str | None:
+    """Why a file cannot be written at `path`, in words; None when it can.
+
+    Checked before slow work starts, so that a run does not end in a traceback: `path` must not
+    be a folder, and the nearest existing folder above it must be a writable folder (missing
+    folders in between are created when the file is written).
+    """
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        return f"{path} is a folder; give a file name"
+    return creation_problem(path)
+
+
+def creation_problem(path) -> str | None:
+    """Why `path` (a file or a folder) cannot be created, in words; None when it can.
+
+    The nearest existing folder above `path` must be a writable folder; the missing folders in
+    between are created with it.
+    """
+    path = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"{parent} is a file, so {path} cannot be created below it"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{parent}: no permission to write there"
+    return None
+
+
+def remove_stale_temporaries(directory) -> list:
+    """Removes the temporary files that `atomic_path` left in `directory` when a process died.
+
+    Only files named as `atomic_path` names them (`.<name>.<random>.tmp[<suffix>]`) are
+    removed; call it where no other process is writing. Returns the names removed.
+    """
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return []
+    removed = []
+    for name in names:
+        path = os.path.join(directory, name)
+        if _TEMPORARY.fullmatch(name) and os.path.isfile(path) and not os.path.islink(path):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+                removed.append(name)
+    return removed

@@ -322,6 +322,9 @@ class HandwritingModel(keras.Model):
         self.grad_norm_tracker = keras.metrics.Mean(name="grad_norm")
         self.alignment_accuracy_tracker = keras.metrics.Mean(name="alignment_accuracy")
         self.alignment_exact_tracker = keras.metrics.Mean(name="alignment_exact")
+        # Whether the data carry an alignment, so that the two above mean something; the
+        # trainer sets it from the validation split before training.
+        self.scores_alignment = True
 
     # ---- the network ----
 
@@ -458,7 +461,7 @@ class HandwritingModel(keras.Model):
             self.nats_per_point_tracker,
             self.grad_norm_tracker,
         ]
-        if self.is_synthesis:
+        if self.is_synthesis and self.scores_alignment:
             metrics += [self.alignment_accuracy_tracker, self.alignment_exact_tracker]
         return metrics
 
@@ -473,7 +476,7 @@ class HandwritingModel(keras.Model):
         self.nats_per_point_tracker.update_state(
             loss.line_nll / tf.maximum(loss.line_points, 1e-9), sample_weight=loss.line_points
         )
-        if self.is_synthesis and "alignment" in inputs:
+        if self.is_synthesis and self.scores_alignment and "alignment" in inputs:
             self._update_alignment(outputs["phi"], inputs["alignment"], sample_weight)
         return loss, lines
 

@@ -72,7 +72,10 @@ def encode_line(strokes, text, chars, line_id, writer_id="", alignment=None) -> 
             )
         features["alignment"] = _bytes(alignment.tobytes())
     example = tf.train.Example(features=tf.train.Features(feature=features))
-    return example.SerializeToString()
+    # `Features` is a protobuf map, whose entries are written in an order that differs from
+    # process to process; deterministic serialisation sorts them by key, so one line always
+    # gives the same bytes (and the same input the same shards).
+    return example.SerializeToString(deterministic=True)
 
 
 def parse_line(serialized):

@@ -35,6 +35,7 @@ import math
 import os
 import textwrap
 import unicodedata
+import zipfile
 
 import numpy as np
 import tensorflow as tf
@@ -145,6 +146,7 @@ def load(directory=None) -> Synthesizer:
 
     from handwriting import model as model_lib  # registers the model's classes with Keras
 
+    _check_keras_archive(weights)
     try:
         model = keras.saving.load_model(weights, compile=False)
     except Exception as e:  # a corrupt or foreign file: say which, not a traceback
@@ -164,6 +166,27 @@ def load(directory=None) -> Synthesizer:
         offset_std=tuple(info.offset_std),
         directory=directory,
     )
+
+
+def _check_keras_archive(path) -> None:
+    """Refuses a `.keras` file that is not a whole zip archive: truncated, or a byte changed.
+
+    Keras says "File not found" for both; every member's CRC is checked here instead.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            broken = archive.testzip()
+    except (zipfile.BadZipFile, EOFError) as e:
+        raise SampleError(
+            f"{path}: not a complete .keras file (truncated or corrupt: {e}); copy or export "
+            "it again"
+        ) from None
+    except OSError as e:
+        raise SampleError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if broken is not None:
+        raise SampleError(
+            f"{path}: corrupt .keras file ({broken} fails its checksum); copy or export it again"
+        )
 
 
 def _load_dataset_info(directory) -> DatasetInfo:
@@ -348,6 +371,28 @@ def load_styles(directory) -> dict:
         raise SampleError(f"{path}: malformed styles file ({type(e).__name__}: {e})") from None
 
 
+def save_styles(directory, styles: dict) -> str:
+    """Writes `directory/styles.json` (as `load_styles` reads it) from `{id: Prime}`, atomically.
+
+    Returns the path written.
+    """
+    from handwriting import files
+
+    path = os.path.join(directory, STYLES_FILENAME)
+    obj = {
+        "lines": [
+            {
+                "id": line_id,
+                "text": styles[line_id].text,
+                "strokes": np.round(styles[line_id].strokes.astype(np.float64), 4).tolist(),
+            }
+            for line_id in sorted(styles)
+        ]
+    }
+    files.write_text(path, json.dumps(obj, ensure_ascii=False) + "\n")
+    return path
+
+
 def prime_from_dataset(synth: Synthesizer, line_id: str, data_dir=None) -> Prime:
     """Finds the line `line_id` among the model's named styles or in its data set's shards.
 
@@ -364,7 +409,10 @@ def prime_from_dataset(synth: Synthesizer, line_id: str, data_dir=None) -> Prime
         info = DatasetInfo.load(data_dir)
     except DatasetError as e:
         known = f"; the model's styles are {sorted(styles)}" if styles else ""
-        raise SampleError(f"style {line_id!r} needs the data set: {e}{known}") from None
+        raise SampleError(
+            f"style {line_id!r} is not one of the model's styles and needs the data set: "
+            f"{e}{known}. `python -m handwriting styles` lists them"
+        ) from None
     from handwriting import records
 
     target = line_id.encode("utf-8")
@@ -383,7 +431,47 @@ def prime_from_dataset(synth: Synthesizer, line_id: str, data_dir=None) -> Prime
                         source=f"{data_dir}:{split}:{line_id}",
                     )
                 )
-    raise SampleError(f"style {line_id!r}: no line with that id in {data_dir}")
+    raise SampleError(
+        f"style {line_id!r}: no line with that id in {data_dir}; "
+        "`python -m handwriting styles` lists them"
+    )
+
+
+def dataset_line_ids(synth: Synthesizer, data_dir=None, *, limit: int = 20):
+    """The line ids `prime_from_dataset` finds in the model's data set, split by split.
+
+    Args:
+        synth: the loaded model.
+        data_dir: the data set folder; None: the run's `data.dir`.
+        limit: most lines listed per split (the first ones in shard order).
+
+    Returns:
+        `(data_dir, {split: (lines in the split, [(line_id, text), ...])})`, or None when
+        there is no usable data set there.
+    """
+    data_dir = os.fspath(data_dir) if data_dir is not None else synth.config.data.dir
+    try:
+        info = DatasetInfo.load(data_dir)
+    except DatasetError:
+        return None
+    from handwriting import records
+
+    spec = {key: records.FEATURE_SPEC[key] for key in ("line_id", "text")}
+    out = {}
+    for split in sorted(info.splits):
+        lines = []
+        if limit > 0:
+            paths = info.shard_paths(data_dir, split)
+            for batch in tf.data.TFRecordDataset(paths).take(limit).batch(limit):
+                parsed = tf.io.parse_example(batch, spec)
+                lines = [
+                    (line_id.decode("utf-8"), text.decode("utf-8"))
+                    for line_id, text in zip(
+                        parsed["line_id"].numpy(), parsed["text"].numpy(), strict=True
+                    )
+                ]
+        out[split] = (info.splits[split].lines, lines)
+    return data_dir, out
 
 
 # ---------------------------------------------------------------------------------------------

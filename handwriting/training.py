@@ -636,6 +636,15 @@ def validation_batches(config: Config):
     return valid.apply(tf.data.experimental.assert_cardinality(batches))
 
 
+def _has_alignment(valid) -> bool:
+    """True when some validation point has a known character (alignment >= 0)."""
+    return any(
+        bool(tf.reduce_any(inputs["alignment"] >= 0))
+        for inputs, _, _ in valid
+        if "alignment" in inputs
+    )
+
+
 def _planned_steps(config: Config, info: DatasetInfo) -> int:
     """`train.max_steps`, or the steps of `train.epochs` passes over the training lines."""
     if config.train.max_steps:
@@ -704,10 +713,17 @@ def train(
     keras.utils.set_random_seed(config.train.seed)
     valid = validation_batches(config)
     model = _restored_model(config, info.alphabet.size, distribution, run_dir, state)
+    # The window's alignment is scored where the data say which character each point writes;
+    # elsewhere a 0 would read as "the window learned nothing", so it is not shown at all.
+    model.scores_alignment = model.is_synthesis and _has_alignment(valid)
     step = optimizer_step(model)
     chief = _is_chief(distribution)
     if chief:
         os.makedirs(run_dir, exist_ok=True)
+        for folder in (run_dir, os.path.join(run_dir, CHECKPOINT_DIR)):
+            stale = files.remove_stale_temporaries(folder)
+            if stale:
+                log(f"Removed {len(stale)} temporary file(s) a killed run left in {folder}")
         config.save(run_dir)
         info.save(run_dir)
 

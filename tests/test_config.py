@@ -112,6 +112,21 @@ def test_load_errors_name_the_file_and_key(tmp_path):
         Config.from_json({"format_version": 2})
 
 
+def test_type_and_range_errors_in_a_file_name_the_file(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"format_version": 1, "train": {"batch_size": "32"}}))
+    with pytest.raises(ConfigError) as raised:
+        Config.load(tmp_path)
+    assert str(raised.value) == f"{path}: train.batch_size: expected an int, received '32'"
+    path.write_text(json.dumps({"format_version": 1, "model": {"units": 0}}))
+    with pytest.raises(ConfigError) as raised:
+        Config.load(tmp_path)
+    assert str(raised.value) == f"{path}: model.units: must be >= 1, received 0"
+    path.write_text(json.dumps({"format_version": 1, "data": [1, 2]}))
+    with pytest.raises(ConfigError, match=r"config.json: section data must be a JSON object"):
+        Config.load(tmp_path)
+
+
 def test_sections_validate_on_construction():
     with pytest.raises(ConfigError, match=r"train.optimizer: must be one of"):
         TrainConfig(optimizer="sgd").validate()

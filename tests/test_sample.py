@@ -314,3 +314,28 @@ def test_load_round_trip_gives_the_same_strokes(synth, tmp_path):
     a = sample.generate(synth, ["round trip"], seed=9)[0].strokes
     b = sample.generate(loaded, ["round trip"], seed=9)[0].strokes
     np.testing.assert_array_equal(a, b)
+
+
+def test_truncated_or_altered_model_file_is_named(synth, tmp_path):
+    from handwriting.dataset_info import DatasetInfo
+
+    synth.model.save(tmp_path / "model.keras")
+    synth.config.save(tmp_path)
+    DatasetInfo(alphabet=ALPHABET, offset_mean=MEAN, offset_std=STD, splits={}).save(tmp_path)
+    path = tmp_path / "model.keras"
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(sample.SampleError) as raised:
+        sample.load(tmp_path)
+    assert str(raised.value).startswith(f"{path}: not a complete .keras file (truncated")
+    assert "File not found" not in str(raised.value)
+    # One byte changed inside the weights member: its CRC no longer holds.
+    flipped = bytearray(whole)
+    flipped[len(whole) // 2] ^= 0xFF
+    path.write_bytes(bytes(flipped))
+    with pytest.raises(sample.SampleError) as raised:
+        sample.load(tmp_path)
+    assert str(raised.value) == (
+        f"{path}: corrupt .keras file (model.weights.h5 fails its checksum); copy or export it "
+        "again"
+    )

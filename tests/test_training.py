@@ -75,9 +75,11 @@ def _write_split(directory, split, lines, shards):
     return Split(tuple(out))
 
 
-def write_corpus(directory, train_lines=26, valid_lines=7, seed=0):
+def write_corpus(directory, train_lines=26, valid_lines=7, seed=0, aligned=True):
     rng = np.random.default_rng(seed)
     lines = [_line(rng, i) for i in range(train_lines + valid_lines)]
+    if not aligned:
+        lines = [(strokes, text, None) for strokes, text, _ in lines]
     offsets = np.concatenate([s[:, :2] for s, _, _ in lines[:train_lines]])
     info = DatasetInfo(
         ALPHABET,
@@ -281,6 +283,38 @@ def test_kill_and_resume_continues_exactly(reference_run, corpus, tmp_path):
 
 def _quiet(*args):
     pass
+
+
+def test_resume_removes_the_temporary_files_of_a_killed_run(corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    config = tiny_config(corpus, "train.max_steps=2", "train.eval_every_steps=2")
+    training.train(config, run_dir, sample_texts=(), verbose=0, log=_quiet)
+    # What a SIGKILL inside a checkpoint write and inside a model.keras write leaves behind.
+    (run_dir / "checkpoint" / ".step-000000003.weights.h5.k2j4h5l1.tmp.weights.h5").touch()
+    (run_dir / ".model.keras.a8b9c0d1.tmp.keras").write_bytes(b"PK")
+    (run_dir / "notes.txt").write_text("a user's file stays")
+    lines = []
+    config = tiny_config(corpus, "train.max_steps=4", "train.eval_every_steps=2")
+    training.train(config, run_dir, resume=True, sample_texts=(), verbose=0, log=lines.append)
+    assert f"Removed 1 temporary file(s) a killed run left in {run_dir}" in lines
+    assert sorted(os.listdir(run_dir / "checkpoint")) == ["state.json", "step-000000004.weights.h5"]
+    assert not [n for n in os.listdir(run_dir) if ".tmp" in n]
+    assert (run_dir / "notes.txt").read_text() == "a user's file stays"
+
+
+def test_alignment_is_shown_only_where_the_data_have_one(tmp_path):
+    corpus = tmp_path / "unaligned"
+    corpus.mkdir()
+    write_corpus(corpus, train_lines=8, valid_lines=3, aligned=False)
+    run_dir = tmp_path / "run"
+    config = tiny_config(str(corpus), "train.max_steps=2", "train.eval_every_steps=2")
+    result = training.train(config, run_dir, sample_texts=(), verbose=0, log=_quiet)
+    assert "nats_per_line" in result.history and "val_nats_per_line" in result.history
+    assert not [name for name in result.history if "alignment" in name]
+    for run in ("train", "validation"):
+        tags = events(str(run_dir), run)
+        assert "epoch_nats_per_point" in tags
+        assert not [tag for tag in tags if "alignment" in tag], run
 
 
 # Guards ------------------------------------------------------------------------------------
