@@ -93,9 +93,9 @@ def main(argv=None) -> int:
     from handwriting import startup
 
     startup.import_tensorflow()  # here, not for --help; without TensorFlow's no-GPU notices
-    from handwriting import training
+    from handwriting import rundir, training
     from handwriting.dataset_info import DatasetError
-    from handwriting.sample import SampleError
+    from handwriting.errors import SampleError
 
     try:
         config = training.resolve_config(
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     except (training.TrainingError, ConfigError, DatasetError, SampleError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 1
-    log_dir = os.path.join(run_dir, training.LOG_DIR)
+    log_dir = os.path.join(run_dir, rundir.LOG_DIR)
     print(f"TensorBoard: tensorboard --logdir {log_dir}")
     return 0
 

@@ -7,7 +7,7 @@ import shutil
 import sys
 import tempfile
 
-from handwriting import files
+from handwriting import files, rundir
 
 EPILOG = """examples:
   python -m export --model runs/demo --out exported
@@ -53,15 +53,12 @@ def export(model_dir, out_dir, *, int8=True, text_length=None) -> dict:
             file, a folder holding other files, the model's folder or one inside it.
     """
     from export import savedmodel, tflite
-    from handwriting import config as config_lib
-    from handwriting import sample
-    from handwriting.dataset_info import FILENAME as DATASET_FILENAME
 
     text_length = tflite.TEXT_LENGTH if text_length is None else text_length
     if isinstance(text_length, bool) or not isinstance(text_length, int) or text_length < 1:
         raise ValueError(f"`text_length` must be a positive int, received {text_length!r}")
     check_output(model_dir, out_dir)
-    synth = sample.load(model_dir)
+    synth = rundir.load(model_dir)
     synth = _float32(synth)
     target = os.path.realpath(out_dir)
     parent = os.path.dirname(target)
@@ -79,7 +76,7 @@ def export(model_dir, out_dir, *, int8=True, text_length=None) -> dict:
             files.write_bytes(os.path.join(work, name), tflite.embed_metadata(flatbuffer, meta))
         text = json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         files.write_text(os.path.join(work, tflite.METADATA_FILENAME), text)
-        for name in (sample.MODEL_FILENAME, config_lib.FILENAME, DATASET_FILENAME):
+        for name in (rundir.MODEL_FILENAME, rundir.CONFIG_FILENAME, rundir.DATASET_FILENAME):
             shutil.copyfile(os.path.join(model_dir, name), os.path.join(work, name))
         sizes = {}
         for root, _, names in os.walk(work):
@@ -100,17 +97,14 @@ def export(model_dir, out_dir, *, int8=True, text_length=None) -> dict:
 def export_entries() -> tuple:
     """The names the exporter writes into its folder: the only ones it replaces or removes."""
     from export import tflite
-    from handwriting import config as config_lib
-    from handwriting import sample
-    from handwriting.dataset_info import FILENAME as DATASET_FILENAME
 
     return (
         SAVEDMODEL_DIRNAME,
         tflite.FLOAT_FILENAME,
         tflite.INT8_FILENAME,
-        sample.MODEL_FILENAME,
-        config_lib.FILENAME,
-        DATASET_FILENAME,
+        rundir.MODEL_FILENAME,
+        rundir.CONFIG_FILENAME,
+        rundir.DATASET_FILENAME,
         tflite.METADATA_FILENAME,  # last: moved in last, the folder stays an export throughout
     )
 

@@ -15,7 +15,7 @@ sampler reads, V alphabet ids, S = the packed state's width, M mixtures):
 `text_mask` stay the same for a whole line, so a runner sets them once. The packed state is
 the model's flat state `(h1, c1, kappa, w, h2, c2, ...)` concatenated along the last axis
 (widths in the metadata); zeros is the initial state. `passed` is the stop rule
-(`handwriting.sample.window_has_passed`): a line stops at the first step where it is true,
+(`handwriting.window.window_has_passed`): a line stops at the first step where it is true,
 and the point returned with that step is not used. `draws` are the four numbers of
 `handwriting.mixture.sample_point` (two uniforms, two standard normals) from
 `numpy.random.default_rng([seed, line])` as `handwriting.draws` describes.
@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from handwriting import mixture, sample
-from handwriting.window import attention, lstm_update
+from handwriting.window import attention, end_of_text_weight, lstm_update, window_has_passed
 
 SIGNATURE = "step"
 METADATA_NAME = "handwriting"
@@ -120,11 +120,11 @@ def step_function(model, batch_size=1, text_length=TEXT_LENGTH):
             new_state += [h, c]
         head = model.head(tf.concat(hidden, axis=-1))  # [B, 1 + 6M]
         lengths = tf.reduce_sum(text_mask, axis=-1)  # [B]
-        phi_end = sample.end_of_text_weight(model, new_state, lengths)
+        phi_end = end_of_text_weight(cell, new_state, lengths)
         return {
             "point": mixture.sample_point(head, bias, draws[:, :2], draws[:, 2:]),
             "state": tf.concat(new_state, axis=-1),
-            "passed": sample.window_has_passed(phi, phi_end),
+            "passed": window_has_passed(phi, phi_end),
             "phi": phi,
             "phi_end": phi_end,
             "head": head,

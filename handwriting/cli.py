@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from handwriting import files, sample
+from handwriting import files, rundir, sample
 
 OUTPUT_KINDS = (".svg", ".png", ".gif", ".json")
 # Pixels per line of handwriting in PNGs and GIFs: sized for a screen (a short phrase comes out
@@ -179,7 +179,7 @@ def _styles(args, parser) -> int:
         styles = sample.load_styles(synth.directory)
         if not styles:
             raise sample.SampleError(
-                f"{synth.directory}: the model has no {sample.STYLES_FILENAME}; nothing to draw"
+                f"{synth.directory}: the model has no {rundir.STYLES_FILENAME}; nothing to draw"
             )
         from handwriting import render
 
@@ -198,7 +198,7 @@ def _list_styles(synth, data_dir, *, limit: int) -> int:
     """Prints the style ids `--style` takes: the model's, then the data set's (up to `limit`)."""
     styles = sample.load_styles(synth.directory)
     if styles:
-        print(f"Styles of the model ({os.path.join(synth.directory, sample.STYLES_FILENAME)}):")
+        print(f"Styles of the model ({os.path.join(synth.directory, rundir.STYLES_FILENAME)}):")
         for line_id in sorted(styles):
             print(f"  {line_id:<16} {styles[line_id].text}")
     listed = sample.dataset_line_ids(synth, data_dir, limit=limit) if limit else None

@@ -35,23 +35,20 @@ import math
 import os
 import textwrap
 import unicodedata
-import zipfile
 
 import numpy as np
 import tensorflow as tf
 
-from handwriting import draws, mixture
+from handwriting import draws, mixture, window
 from handwriting.alphabet import Alphabet
-from handwriting.config import Config, ConfigError
-from handwriting.dataset_info import FILENAME as DATASET_FILENAME
 from handwriting.dataset_info import DatasetError, DatasetInfo
+from handwriting.errors import SampleError
+from handwriting.rundir import (
+    STYLES_FILENAME,
+    Synthesizer,
+    load,  # noqa: F401  (the public API: `sample.load`, `generate`)
+)
 
-# Where the shipped demo model lives; `load()` without a directory reads it.
-DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "demo")
-# The weights file of a model directory (a training run's or an export's).
-MODEL_FILENAME = "model.keras"
-# Optional file of a model directory with named style primes (see `load_styles`).
-STYLES_FILENAME = "styles.json"
 # Most characters a request may hold (all lines together): beyond, the text is refused
 # rather than sampled for minutes.
 MAX_TEXT_CHARS = 2000
@@ -64,22 +61,6 @@ POINTS_PER_CHAR = 40
 MAX_PRIME_POINTS = 4000
 # Format tag of the project's stroke JSON (`save_strokes_json` / `load_prime`).
 STROKES_FORMAT = "handwriting-strokes"
-
-
-class SampleError(ValueError):
-    """A request that cannot be sampled; the message says what is wrong and where."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Synthesizer:
-    """A trained synthesis network with everything sampling needs."""
-
-    model: object  # handwriting.model.HandwritingModel, kind "synthesis"
-    config: Config  # the run's configuration
-    alphabet: Alphabet  # the alphabet the model was trained with
-    offset_mean: tuple  # (mean dx, mean dy) of the training data
-    offset_std: tuple  # (std dx, std dy) of the training data
-    directory: str = ""  # where it was loaded from
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,98 +89,6 @@ class Sample:
     strokes: np.ndarray
     finished: bool
     phi: np.ndarray | None = None
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading
-
-
-def load(directory=None) -> Synthesizer:
-    """Loads a model directory: `config.json`, `dataset.json` and `model.keras`.
-
-    Args:
-        directory: a training run's directory or an export's; None: the shipped demo model.
-
-    Raises:
-        SampleError: the directory or one of its files is missing or unusable.
-    """
-    directory = os.fspath(directory) if directory is not None else DEFAULT_MODEL_DIR
-    if not os.path.isdir(directory):
-        if directory == DEFAULT_MODEL_DIR:
-            raise SampleError(
-                f"the demo model is not installed ({directory} is missing); train it with "
-                "`make train` or pass --model DIR"
-            )
-        raise SampleError(f"{directory}: no such model directory")
-    weights = os.path.join(directory, MODEL_FILENAME)
-    if not os.path.isfile(weights):
-        raise SampleError(
-            f"{directory}: no {MODEL_FILENAME}; a model directory holds {MODEL_FILENAME}, "
-            f"config.json and {DATASET_FILENAME}"
-        )
-    try:
-        config = Config.load(directory)
-    except ConfigError as e:
-        raise SampleError(str(e)) from None
-    info = _load_dataset_info(directory)
-    import keras
-
-    from handwriting import model as model_lib  # registers the model's classes with Keras
-
-    _check_keras_archive(weights)
-    try:
-        model = keras.saving.load_model(weights, compile=False)
-    except Exception as e:  # a corrupt or foreign file: say which, not a traceback
-        raise SampleError(f"{weights}: cannot be loaded ({type(e).__name__}: {e})") from None
-    if not isinstance(model, model_lib.HandwritingModel) or not model.is_synthesis:
-        raise SampleError(f"{weights}: not a synthesis network; only those can write text")
-    if model.alphabet_size != info.alphabet.size:
-        raise SampleError(
-            f"{weights}: the network reads {model.alphabet_size} character ids but "
-            f"{DATASET_FILENAME} has an alphabet of {info.alphabet.size}"
-        )
-    return Synthesizer(
-        model=model,
-        config=config,
-        alphabet=info.alphabet,
-        offset_mean=tuple(info.offset_mean),
-        offset_std=tuple(info.offset_std),
-        directory=directory,
-    )
-
-
-def _check_keras_archive(path) -> None:
-    """Refuses a `.keras` file that is not a whole zip archive: truncated, or a byte changed.
-
-    Keras says "File not found" for both; every member's CRC is checked here instead.
-    """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            broken = archive.testzip()
-    except (zipfile.BadZipFile, EOFError) as e:
-        raise SampleError(
-            f"{path}: not a complete .keras file (truncated or corrupt: {e}); copy or export "
-            "it again"
-        ) from None
-    except OSError as e:
-        raise SampleError(f"{path}: cannot be read ({e.strerror or e})") from None
-    if broken is not None:
-        raise SampleError(
-            f"{path}: corrupt .keras file ({broken} fails its checksum); copy or export it again"
-        )
-
-
-def _load_dataset_info(directory) -> DatasetInfo:
-    path = os.path.join(directory, DATASET_FILENAME)
-    try:
-        with open(path, encoding="utf-8") as f:
-            return DatasetInfo.from_json(json.load(f), where=path)
-    except FileNotFoundError:
-        raise SampleError(f"{path}: not found; the alphabet and statistics live there") from None
-    except json.JSONDecodeError as e:
-        raise SampleError(f"{path}: not valid JSON: line {e.lineno}: {e.msg}") from None
-    except DatasetError as e:
-        raise SampleError(str(e)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -625,36 +514,6 @@ def _loop_function(model, return_phi):
     return _LOOPS[key]
 
 
-def end_of_text_weight(model, state, lengths):
-    """phi at the position one past each line's last character, from the window's state.
-
-    phi(t, U) = sum_k alpha_k exp(-beta_k (kappa_k - U)^2) (Graves eq. 46) with alpha and beta
-    recomputed from h1 by the window cell (`WindowCell.window_parameters`, eq. 48-50) and
-    kappa from the state.
-
-    Args:
-        model: the synthesis `HandwritingModel`.
-        state: the flat state after the step (`(h1, c1, kappa, w, ...)`).
-        lengths: `(B,)` int, U of every line.
-
-    Returns:
-        `(B,)` float32.
-    """
-    alpha, beta, _ = model.window_cell.window_parameters(state[0])  # [B, K] each
-    kappa = state[2]
-    distance = kappa - tf.cast(lengths, tf.float32)[:, None]  # [B, K]
-    return tf.reduce_sum(alpha * tf.exp(-beta * tf.square(distance)), axis=-1)
-
-
-def window_has_passed(phi, phi_end):
-    """The stop rule: phi(t, U) > phi(t, u) for every u < U; `(B, U)`, `(B,)` -> `(B,)` bool.
-
-    Padding positions hold phi = 0 and so never hold a line back.
-    """
-    most = tf.reduce_max(tf.concat([phi, tf.zeros_like(phi[:, :1])], axis=1), axis=1)
-    return phi_end > most
-
-
 def sampling_loop(
     model, chars, chars_mask, budgets, bias, seed, prime_points, start, return_phi=False
 ):
@@ -715,8 +574,8 @@ def sampling_loop(
     steps = tf.zeros([batch], tf.int32)
 
     def body(t, head, phi, state, streams, active, finished, counts, steps, arrays):
-        phi_end = end_of_text_weight(model, state, lengths)
-        passed = window_has_passed(phi, phi_end)
+        phi_end = window.end_of_text_weight(model.window_cell, state, lengths)
+        passed = window.window_has_passed(phi, phi_end)
         streams, uniforms, normals = draws.next_draws(streams)
         point = mixture.sample_point(head, bias, uniforms, normals)  # x_{t+1}, [B, 3]
         steps += tf.cast(active, tf.int32)

@@ -1,17 +1,6 @@
-"""Training: the run directory, resume, the distribution strategy, callbacks, and `train`.
+"""Training: resume, the distribution strategy, callbacks, and `train`.
 
-A run directory holds everything that sampling and export read back, so no number is typed
-twice:
-
-    config.json        the whole configuration (`handwriting.config`)
-    dataset.json       the data set's description: alphabet and normalisation statistics
-    model.keras        the network at its best validation loss so far (what `sample.load` reads)
-    checkpoint/        the latest training state: `state.json` and the weights file it names
-                       (network and optimiser slots, `model.save_weights`)
-    logs/              TensorBoard: train/ and validation/ (scalars at the optimiser step),
-                       samples/ (handwriting of held-out sentences, the attention map)
-    samples.png        held-out sentences written at bias 1 by the best network (at the end)
-    attention.png      phi(t, u) of the best network over a validation line (at the end)
+A run directory (`handwriting.rundir`) holds everything that sampling and export read back.
 
 Schedule. `keras.Model.fit` runs rounds (Keras epochs) of `train.eval_every_steps` steps over
 an endless, seeded, shuffled stream of batches; each round ends with the validation split
@@ -42,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from handwriting import data, files, render
+from handwriting import data, files, render, rundir
 from handwriting import sample as sample_lib
 from handwriting.config import Config, ConfigError, preset
 from handwriting.dataset_info import FILENAME as DATASET_FILENAME
@@ -68,16 +57,12 @@ SAMPLE_LINE_PX = 64
 # their labels; the same size at every step.
 SAMPLE_WIDTH_PX = 1024
 
-CHECKPOINT_DIR = "checkpoint"
-STATE_FILENAME = "state.json"
-STATE_FORMAT_VERSION = 1
-LOG_DIR = "logs"
-SAMPLES_PNG = "samples.png"
-ATTENTION_PNG = "attention.png"
-
 
 class TrainingError(RuntimeError):
     """Training cannot start or go on; the message says why and what to do."""
+
+
+STATE_FORMAT_VERSION = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +83,7 @@ class TrainingState:
     @classmethod
     def load(cls, run_dir) -> "TrainingState | None":
         """Reads `run_dir/checkpoint/state.json`; None when there is none."""
-        path = os.path.join(run_dir, CHECKPOINT_DIR, STATE_FILENAME)
+        path = os.path.join(run_dir, rundir.CHECKPOINT_DIR, rundir.STATE_FILENAME)
         try:
             with open(path, encoding="utf-8") as f:
                 obj = json.load(f)
@@ -116,7 +101,7 @@ class TrainingState:
         if missing:
             raise TrainingError(f"{path}: missing fields {missing}")
         state = cls(**{k: obj[k] for k in fields})
-        weights = os.path.join(run_dir, CHECKPOINT_DIR, state.weights)
+        weights = os.path.join(run_dir, rundir.CHECKPOINT_DIR, state.weights)
         if not os.path.isfile(weights):
             raise TrainingError(f"{path}: names {state.weights}, which is missing")
         return state
@@ -151,7 +136,7 @@ def resolve_config(run_dir, preset_name, overrides, resume) -> Config:
     Raises:
         ConfigError: an unknown preset, key or value; the message names it.
     """
-    stored = os.path.join(run_dir, "config.json")
+    stored = os.path.join(run_dir, rundir.CONFIG_FILENAME)
     if resume and os.path.isfile(stored):
         base = Config.load(run_dir)
     else:
@@ -173,8 +158,8 @@ def _differences(old: Config, new: Config, sections=("model", "train", "data")) 
 
 def _check_run_dir(run_dir, config: Config, resume: bool, log) -> TrainingState | None:
     """Refuses to mix runs in one directory; returns the state to resume from, if any."""
-    if not os.path.isfile(os.path.join(run_dir, "config.json")):
-        if os.path.isdir(os.path.join(run_dir, CHECKPOINT_DIR)):
+    if not os.path.isfile(os.path.join(run_dir, rundir.CONFIG_FILENAME)):
+        if os.path.isdir(os.path.join(run_dir, rundir.CHECKPOINT_DIR)):
             raise TrainingError(
                 f"{run_dir}: holds a checkpoint but no config.json; it is not a run directory "
                 "this version wrote; choose another --logdir"
@@ -432,7 +417,7 @@ class Checkpointer(keras.callbacks.Callback):
                 self._check_weights()
                 self.best_val_loss, self.best_step = float(val_loss), self.step
                 if self.writes_files:
-                    export_model(self.model, os.path.join(self.run_dir, sample_lib.MODEL_FILENAME))
+                    export_model(self.model, os.path.join(self.run_dir, rundir.MODEL_FILENAME))
         self.save(force_state=True)
 
     def _advice(self) -> str:
@@ -463,7 +448,7 @@ class Checkpointer(keras.callbacks.Callback):
         if not self.writes_files:
             self.saved_step = step
             return
-        directory = os.path.join(self.run_dir, CHECKPOINT_DIR)
+        directory = os.path.join(self.run_dir, rundir.CHECKPOINT_DIR)
         old = self.weights_name
         if step != self.saved_step or old is None:
             name = f"step-{step:09d}.weights.h5"
@@ -481,7 +466,7 @@ class Checkpointer(keras.callbacks.Callback):
             early_stopping_best=early.carried_best if early else None,
         )
         text = json.dumps(state.to_json(), indent=2, sort_keys=True) + "\n"
-        files.write_text(os.path.join(directory, STATE_FILENAME), text)
+        files.write_text(os.path.join(directory, rundir.STATE_FILENAME), text)
         if old is not None and old != self.weights_name:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(directory, old))
@@ -555,7 +540,7 @@ class SampleImages(keras.callbacks.Callback):
             self.writer = tf.summary.create_file_writer(self.log_dir)
         with self.writer.as_default():
             if self.texts:
-                synth = sample_lib.Synthesizer(model=self.model, **self.synth_fields)
+                synth = rundir.Synthesizer(model=self.model, **self.synth_fields)
                 tf.summary.image("samples", sample_sheet(synth, self.texts)[None], step=step)
             if self.line is not None:
                 image = attention_map(self.model, self.line)
@@ -720,7 +705,7 @@ def train(
     chief = _is_chief(distribution)
     if chief:
         os.makedirs(run_dir, exist_ok=True)
-        for folder in (run_dir, os.path.join(run_dir, CHECKPOINT_DIR)):
+        for folder in (run_dir, os.path.join(run_dir, rundir.CHECKPOINT_DIR)):
             stale = files.remove_stale_temporaries(folder)
             if stale:
                 log(f"Removed {len(stale)} temporary file(s) a killed run left in {folder}")
@@ -755,7 +740,7 @@ def train(
     checkpointer = Checkpointer(
         run_dir, config.train.checkpoint_every_steps, clock, early, state, writes_files=chief
     )
-    log_dir = os.path.join(run_dir, LOG_DIR)
+    log_dir = os.path.join(run_dir, rundir.LOG_DIR)
     synth_fields = dict(
         config=config,
         alphabet=info.alphabet,
@@ -814,7 +799,7 @@ def _restored_model(config, alphabet_size, distribution, run_dir, state):
         model.compile(optimizer=build_optimizer(config.train), jit_compile=False)
         model.optimizer.build(model.trainable_variables)  # the slots a checkpoint holds
         if state is not None:
-            path = os.path.join(run_dir, CHECKPOINT_DIR, state.weights)
+            path = os.path.join(run_dir, rundir.CHECKPOINT_DIR, state.weights)
             model.load_weights(path)
             if optimizer_step(model) != state.step:
                 raise TrainingError(
@@ -868,20 +853,20 @@ def _final_outputs(model, run_dir, synth_fields, texts, line, log) -> tuple:
     The best weights (model.keras) are loaded into the training network, whose sampling
     function is already traced.
     """
-    model_path = os.path.join(run_dir, sample_lib.MODEL_FILENAME)
+    model_path = os.path.join(run_dir, rundir.MODEL_FILENAME)
     if not os.path.isfile(model_path):
-        log(f"No {sample_lib.MODEL_FILENAME}: no validation loss was finite, no network kept.")
+        log(f"No {rundir.MODEL_FILENAME}: no validation loss was finite, no network kept.")
         return ()
     written = [model_path]
     if model.is_synthesis:
         model.set_weights(keras.saving.load_model(model_path, compile=False).get_weights())
         if texts:
-            synth = sample_lib.Synthesizer(model=model, **synth_fields)
-            path = os.path.join(run_dir, SAMPLES_PNG)
+            synth = rundir.Synthesizer(model=model, **synth_fields)
+            path = os.path.join(run_dir, rundir.SAMPLES_PNG)
             render.save_png(sample_sheet(synth, texts), path)
             written.append(path)
         if line is not None:
-            path = os.path.join(run_dir, ATTENTION_PNG)
+            path = os.path.join(run_dir, rundir.ATTENTION_PNG)
             render.save_png(attention_map(model, line), path)
             written.append(path)
     log("Wrote " + ", ".join(written))

@@ -512,3 +512,33 @@ def window_sequence(
         return outputs, grad
 
     return run(projected, kernel, attention_kernel, attention_bias, h0, c0, kappa0, w0)
+
+
+def end_of_text_weight(cell, state, lengths):
+    """phi at the position one past each line's last character, from the window's state.
+
+    phi(t, U) = sum_k alpha_k exp(-beta_k (kappa_k - U)^2) (eq. 46) with alpha and beta
+    recomputed from h1 by the window cell (`WindowCell.window_parameters`, eq. 48-50) and
+    kappa from the state.
+
+    Args:
+        cell: the synthesis network's `WindowCell`.
+        state: the network's flat state after the step (`(h1, c1, kappa, w, ...)`).
+        lengths: `(B,)` int, U of every line.
+
+    Returns:
+        `(B,)` float32.
+    """
+    alpha, beta, _ = cell.window_parameters(state[0])  # [B, K] each
+    kappa = state[2]
+    distance = kappa - tf.cast(lengths, tf.float32)[:, None]  # [B, K]
+    return tf.reduce_sum(alpha * tf.exp(-beta * tf.square(distance)), axis=-1)
+
+
+def window_has_passed(phi, phi_end):
+    """The stop rule: phi(t, U) > phi(t, u) for every u < U; `(B, U)`, `(B,)` -> `(B,)` bool.
+
+    Padding positions hold phi = 0 and so never hold a line back.
+    """
+    most = tf.reduce_max(tf.concat([phi, tf.zeros_like(phi[:, :1])], axis=1), axis=1)
+    return phi_end > most

@@ -10,7 +10,7 @@ from lxml import etree
 from model_fixtures import write_tiny_model
 from PIL import Image
 
-from handwriting import cli, sample
+from handwriting import cli, rundir, sample
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -166,7 +166,7 @@ def test_styles_are_listed_and_drawn(model_dir, tmp_path, capsys):
             {"id": "w2-quick", "text": "xyz", "strokes": written[1].strokes.tolist()},
         ]
     }
-    (run_dir / sample.STYLES_FILENAME).write_text(json.dumps(styles))
+    (run_dir / rundir.STYLES_FILENAME).write_text(json.dumps(styles))
     picture = tmp_path / "styles.png"
     assert cli.main(["styles", "--model", str(run_dir), "-o", str(picture)]) == 0
     out = capsys.readouterr().out

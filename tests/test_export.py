@@ -11,7 +11,7 @@ from model_fixtures import write_tiny_model
 
 from export import __main__ as export_main
 from export import litert_runner, tflite
-from handwriting import draws, mixture, sample
+from handwriting import draws, mixture, sample, window
 from handwriting.alphabet import PRINTABLE_ASCII
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,11 +60,11 @@ def keras_step(model, point, state, chars, draws, bias):
     parts = tuple(tf.constant(p) for p in np.split(state, np.cumsum(widths)[:-1], axis=1))
     mask = chars != 0
     head, phi, new_state = model.step(point, chars, mask, parts)
-    phi_end = sample.end_of_text_weight(model, new_state, mask.sum(axis=1))
+    phi_end = window.end_of_text_weight(model.window_cell, new_state, mask.sum(axis=1))
     return {
         "point": mixture.sample_point(head, bias, draws[:, :2], draws[:, 2:]).numpy(),
         "state": np.concatenate([s.numpy() for s in new_state], axis=1),
-        "passed": sample.window_has_passed(phi, phi_end).numpy(),
+        "passed": window.window_has_passed(phi, phi_end).numpy(),
         "phi": phi.numpy(),
         "phi_end": phi_end.numpy(),
         "head": head.numpy(),

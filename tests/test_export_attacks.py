@@ -11,7 +11,7 @@ from model_fixtures import write_tiny_model
 
 from export import __main__ as export_main
 from export import litert_runner, tflite
-from handwriting import sample
+from handwriting import rundir, sample
 
 TEXT_LENGTH = 11  # L of the exported samplers
 
@@ -75,7 +75,7 @@ def test_export_refuses_a_folder_holding_other_files(exported, tmp_path, capsys)
     # The folder is checked before the model is even read.
     broken = tmp_path / "broken"
     shutil.copytree(run, broken)
-    (broken / sample.MODEL_FILENAME).write_bytes(b"not a model")
+    (broken / rundir.MODEL_FILENAME).write_bytes(b"not a model")
     assert export_main.main(["--model", str(broken), "--out", str(out)]) == 2
     assert "holds files that are not an export (figures, sampler.json, thesis.txt)" in (
         capsys.readouterr().err

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from handwriting import config, draws, sample
+from handwriting import config, draws, sample, window
 from handwriting import model as model_lib
 from handwriting.alphabet import PRINTABLE_ASCII, Alphabet
 
@@ -101,7 +101,7 @@ def test_stop_rule_on_hand_built_phi():
     )
     phi_end = tf.constant([0.3, 0.7, 0.5, 1e-30])
     np.testing.assert_array_equal(
-        sample.window_has_passed(phi, phi_end).numpy(), [False, True, False, True]
+        window.window_has_passed(phi, phi_end).numpy(), [False, True, False, True]
     )
 
 
@@ -111,17 +111,17 @@ def test_end_of_text_weight_matches_numpy(synth):
     state = list(model.initial_state(2))
     state[0] = tf.constant(rng.normal(size=state[0].shape), tf.float32)
     state[2] = tf.constant(rng.uniform(0, 6, size=state[2].shape), tf.float32)
-    got = sample.end_of_text_weight(model, state, tf.constant([4, 7])).numpy()
+    got = window.end_of_text_weight(model.window_cell, state, tf.constant([4, 7])).numpy()
     cell = model.window_cell
     k = cell.window_gaussians
-    window = np.exp(
+    params = np.exp(
         state[0].numpy().astype(np.float64) @ cell.attention_kernel.numpy()
         + cell.attention_bias.numpy()
     )
     kappa = state[2].numpy()
     for line, length in enumerate((4, 7)):
         expected = np.sum(
-            window[line, :k] * np.exp(-window[line, k : 2 * k] * (kappa[line] - length) ** 2)
+            params[line, :k] * np.exp(-params[line, k : 2 * k] * (kappa[line] - length) ** 2)
         )
         assert got[line] == pytest.approx(expected, rel=1e-5)
 
