@@ -11,9 +11,6 @@ import argparse
 import os
 import sys
 
-# TensorFlow's start-up chatter hides the messages that matter; TF_CPP_MIN_LOG_LEVEL=0 shows it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 
 def _positive(text: str) -> int:
     try:
@@ -109,6 +106,9 @@ def _unavailable(missing: str) -> int:
 
 
 def main(argv=None) -> int:
+    from handwriting import startup
+
+    startup.import_tensorflow()  # the shard writer's; without TensorFlow's no-GPU notices
     parser = argparse.ArgumentParser(
         prog="python -m data_prep", description=__doc__.split("\n\n")[0]
     )

@@ -13,8 +13,14 @@ Line k of the transcription's `CSR:` block belongs to `<form>-0k.xml` (k from 1)
 that cannot be matched to its text with certainty, or whose file is broken or hostile, is
 skipped with a reason naming the file; nothing is guessed. The per-form work runs in a
 process pool; results come back in form order, so the output does not depend on the pool.
+
+Only regular files are read, links being followed to them: a FIFO, a socket, a device or a
+broken link named like an input is reported and never opened (opening a FIFO blocks). No DTD
+reaches the XML parser, whatever the file's encoding (`xml_as_utf8`), and points no
+whiteboard gives are refused (`clean.MAX_COORDINATE`, `clean.MAX_OFFSET`).
 """
 
+import codecs
 import concurrent.futures
 import dataclasses
 import hashlib
@@ -24,6 +30,7 @@ import multiprocessing
 import os
 import posixpath
 import re
+import stat
 import tarfile
 
 import numpy as np
@@ -67,6 +74,7 @@ ORIGINAL_FILE = re.compile(r"strokes(?P<suffix>[a-z]*)\.xml")
 # A whole-line placeholder instead of a transcription: empty, only marks, or one bracketed note.
 PLACEHOLDER = re.compile(r"[\s#*?_~.\-]*|<[^<>]*>|\[[^\[\]]*\]")
 NEWLINE = re.compile(r"\r\n|\r|\n")
+ABSOLUTE_WINDOWS = re.compile(r"[A-Za-z]:")  # an archive member named like C:/...
 
 
 class PrepError(ValueError):
@@ -95,6 +103,7 @@ class Line:
     text: str
     strokes: np.ndarray  # [T, 3] float32 (dx, dy, eos), y upwards
     alignment: np.ndarray | None  # [T] int32 character index of every point, or None
+    file: str = ""  # the stroke file, relative to SRC, for messages
 
 
 class LineError(Exception):
@@ -107,13 +116,23 @@ class LineError(Exception):
 
 # ----------------------------------------------------------------------------------------------
 # Safe XML
-
+#
+# libxml2 reads a DTD whatever the parser options say: with `load_dtd=False` and
+# `resolve_entities=False` it still parses an internal subset and opens the file an external
+# parameter entity there names (`<!ENTITY % p SYSTEM "file:///dev/zero"> %p;` reads forever; a
+# FIFO blocks; /etc/passwd is opened). So no DTD may reach it. A search of the raw bytes for
+# `<!DOCTYPE` does not do: in UTF-16 or UTF-32 those characters are other bytes. `xml_as_utf8`
+# decodes the document itself (its encoding found as XML 1.0 appendix F says: byte order mark,
+# first bytes, declaration), refuses every markup declaration in the decoded text, and gives
+# libxml2 that very text as UTF-8 under a declaration of its own: what libxml2 parses is what
+# was checked, whatever encoding the file was in. Encodings it cannot check are refused.
 
 # No entity expansion, no network, no DTD, no huge trees; one parser per process.
 _PARSER = etree.XMLParser(
     resolve_entities=False,
     no_network=True,
     load_dtd=False,
+    dtd_validation=False,
     huge_tree=False,
     remove_blank_text=True,  # whitespace between elements: nothing to keep, cheaper to drop
     collect_ids=False,
@@ -123,11 +142,115 @@ _POINT_X = etree.XPath("StrokeSet/Stroke/Point/@x", smart_strings=False)
 _POINT_Y = etree.XPath("StrokeSet/Stroke/Point/@y", smart_strings=False)
 _COUNT_POINTS = etree.XPath("count(Point)")
 
+# Encodings read (Python's names for them): the data's own ISO-8859-1, the Unicode forms, ASCII,
+# the other ISO-8859 and Windows-125x sets. Others (EBCDIC, UTF-7, ...) are never in the data.
+_CODE_UNIT = {  # bytes per code unit of the wide encodings; the others are 1
+    "utf-16": 2,
+    "utf-16-le": 2,
+    "utf-16-be": 2,
+    "utf-32": 4,
+    "utf-32-le": 4,
+    "utf-32-be": 4,
+}
+_READ_ENCODINGS = frozenset(
+    [
+        "utf-8",
+        "ascii",
+        *(f"iso8859-{n}" for n in range(1, 17)),
+        *(f"cp125{n}" for n in range(9)),
+        *_CODE_UNIT,
+    ]
+)
+# Byte order marks, longest first (FF FE 00 00 is UTF-32LE, FF FE alone UTF-16LE).
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+# The first four bytes of `<?` (or any `<`) without a mark, XML 1.0 appendix F.
+_FIRST_BYTES = {
+    b"<\0\0\0": "utf-32-le",
+    b"\0\0\0<": "utf-32-be",
+    b"<\0?\0": "utf-16-le",
+    b"\0<\0?": "utf-16-be",
+}
+_EBCDIC = b"\x4c\x6f\xa7\x94"  # `<?xm` in EBCDIC
+_DECLARATION = re.compile(
+    r"<\?xml\s+version\s*=\s*([\"'])1\.[0-9]+\1"
+    r"(?:\s+encoding\s*=\s*([\"'])(?P<encoding>[A-Za-z][A-Za-z0-9._-]*)\2)?"
+    r"(?:\s+standalone\s*=\s*([\"'])(?:yes|no)\4)?\s*\?>"
+)
+_UTF8_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>'
+# `<!` opens a DOCTYPE, an entity or another markup declaration, except for comments and CDATA.
+_MARKUP_DECLARATION = re.compile(r"<!(?!--|\[CDATA\[)[A-Za-z]*")
 
-def _reject_doctype(data: bytes, name: str) -> None:
-    # A DOCTYPE is where entity bombs and external entities live; the real files have none.
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise LineError("unsafe XML", f"{name}: declares a DOCTYPE or entities, which are refused")
+
+def _encoding(declared: str, name: str) -> str:
+    try:
+        codec = codecs.lookup(declared).name
+    except LookupError:
+        codec = None
+    if codec not in _READ_ENCODINGS:
+        raise LineError(
+            "unsupported encoding",
+            f"{name}: declares encoding {declared!r}, which is not read "
+            "(UTF-8, UTF-16, UTF-32, ASCII, ISO-8859-n and Windows-125n are)",
+        )
+    return codec
+
+
+def xml_as_utf8(data: bytes, name: str) -> bytes:
+    """Returns an XML document as UTF-8 with no DTD, or refuses it.
+
+    The document is decoded here (byte order mark, then its first bytes, then its
+    declaration), every `<!` not followed by `--` or `[CDATA[` is refused (a DOCTYPE, an
+    entity, even inside a comment), and the text is returned as UTF-8 under a UTF-8
+    declaration: libxml2 then parses exactly the text that was checked.
+
+    Raises:
+        LineError: `unsafe XML` (a DOCTYPE or other markup declaration), `unsupported
+            encoding`, or `malformed XML` (not valid in its encoding, a broken declaration).
+    """
+    bom, codec = next(((b, c) for b, c in _BOMS if data.startswith(b)), (b"", None))
+    if codec is None:
+        codec = _FIRST_BYTES.get(data[:4])
+    if codec is None and data.startswith(_EBCDIC):
+        raise LineError("unsupported encoding", f"{name}: written in EBCDIC, which is not read")
+    body = data[len(bom) :]
+    if codec is None:  # an ASCII-compatible encoding: the declaration, if any, is ASCII
+        head = _DECLARATION.match(body[: body.find(b"?>") + 2].decode("iso-8859-1"))
+        declared = head["encoding"] if head is not None else None
+        codec = _encoding(declared, name) if declared else "utf-8"
+        if codec in _CODE_UNIT:
+            raise LineError(
+                "malformed XML",
+                f"{name}: declares encoding {declared!r} but is written in an 8-bit encoding",
+            )
+    try:
+        text = body.decode(codec)
+    except UnicodeDecodeError as e:
+        raise LineError(
+            "malformed XML", f"{name}: not valid {codec} at byte {len(bom) + e.start}"
+        ) from None
+    declaration = _DECLARATION.match(text)
+    if declaration is not None:
+        declared = declaration["encoding"]
+        if declared and _CODE_UNIT.get(_encoding(declared, name), 1) != _CODE_UNIT.get(codec, 1):
+            raise LineError(
+                "malformed XML", f"{name}: declares encoding {declared!r} but is written in {codec}"
+            )
+        text = text[declaration.end() :]
+    elif text.startswith("<?xml") and (text[5:6] in ("", "?") or text[5:6].isspace()):
+        raise LineError("malformed XML", f"{name}: unreadable XML declaration {text[:60]!r}")
+    found = _MARKUP_DECLARATION.search(text)
+    if found is not None:
+        raise LineError(
+            "unsafe XML",
+            f"{name}: declares a DOCTYPE or entities (`{found[0]}`), which are refused",
+        )
+    return _UTF8_DECLARATION + text.encode("utf-8")
 
 
 def parse_line_xml(data: bytes, name: str):
@@ -148,7 +271,7 @@ def parse_line_xml(data: bytes, name: str):
         raise LineError(
             "file too large", f"{name}: {len(data)} bytes, the limit is {MAX_LINE_XML_BYTES}"
         )
-    _reject_doctype(data, name)
+    data = xml_as_utf8(data, name)
     try:
         root = etree.fromstring(data, _PARSER)
     except etree.XMLSyntaxError as e:
@@ -189,8 +312,31 @@ def parse_line_xml(data: bytes, name: str):
             raise LineError(
                 "bad coordinates", f"{name}: point {bad + 1} has {axis}={values[bad]!r}"
             )
+        _check_plausible(array, values, axis, name)
         coords.append(array)
     return coords[0], coords[1], lengths
+
+
+def _check_plausible(array, values, axis: str, name: str) -> None:
+    """Refuses coordinates no whiteboard gives (see `clean.MAX_COORDINATE`): one such point
+    would overflow float32 to inf, or swamp the normalisation statistics of a whole split."""
+    beyond = np.flatnonzero(np.abs(array) > clean.MAX_COORDINATE)
+    if beyond.size:
+        bad = int(beyond[0])
+        raise LineError(
+            "implausible coordinates",
+            f"{name}: point {bad + 1} has {axis}={values[bad]!r}, beyond the plausible "
+            f"|{axis}| <= {clean.MAX_COORDINATE:g} of a whiteboard",
+        )
+    step = np.diff(array)  # strokes included: a lifted pen moves on the same board
+    beyond = np.flatnonzero(np.abs(step) > clean.MAX_OFFSET)
+    if beyond.size:
+        bad = int(beyond[0]) + 1
+        raise LineError(
+            "implausible coordinates",
+            f"{name}: point {bad + 1} is {step[bad - 1]:g} from point {bad} in {axis}, beyond "
+            f"the plausible |d{axis}| <= {clean.MAX_OFFSET:g}",
+        )
 
 
 def _is_number(value: str) -> bool:
@@ -204,16 +350,29 @@ def _is_number(value: str) -> bool:
 def writer_id_of(fileobj, name: str) -> tuple:
     """Reads `General/Form@writerID` from the head of a form's original XML.
 
+    The whole file (at most `MAX_ORIGINAL_XML_BYTES`) is read and checked by `xml_as_utf8`
+    first, so no DTD reaches the parser.
+
     Returns:
         `(writer_id, problem)`: the id, or "" with a sentence saying why there is none.
     """
     try:
+        data = fileobj.read(MAX_ORIGINAL_XML_BYTES + 1)
+        if len(data) > MAX_ORIGINAL_XML_BYTES:
+            return "", f"{name}: larger than the limit of {MAX_ORIGINAL_XML_BYTES} bytes"
+        data = xml_as_utf8(data, name)  # no DTD reaches libxml2, whatever the encoding
+    except LineError as e:
+        return "", str(e)
+    except OSError as e:
+        return "", f"{name}: {e.strerror or e}"
+    try:
         context = etree.iterparse(
-            fileobj,
+            io.BytesIO(data),
             events=("start",),
             resolve_entities=False,
             no_network=True,
             load_dtd=False,
+            dtd_validation=False,
             huge_tree=False,
         )
         for _, element in context:
@@ -328,7 +487,8 @@ class Inventory:
     """Every input file of a source, found but not yet parsed."""
 
     name: str  # the source folder's base name
-    files: dict  # relative path -> absolute path (str) or the member's bytes (from an archive)
+    files: dict  # relative path -> absolute path (str), the member's bytes (from an archive),
+    # or `Refused` (found, but not a regular file: never read)
     writer_ids: dict  # form id -> writer id ("" when unknown)
     writer_notes: dict  # form id -> why its writer id is unknown
     split_lists: dict  # list name -> form ids
@@ -339,8 +499,66 @@ class Inventory:
         return sorted(p for p in self.files if p.startswith(kind + "/"))
 
 
+@dataclasses.dataclass(frozen=True)
+class Refused:
+    """An input file found but never read: not a regular file (a FIFO, a device, a socket, a
+    link to one or to nothing). Reading it raises `LineError(reason, detail)`."""
+
+    reason: str
+    detail: str
+
+
+_FILE_TYPES = (  # what a path is, for messages
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _not_regular(mode: int, name: str, link: bool = False) -> str:
+    what = next((text for test, text in _FILE_TYPES if test(mode)), "not a plain file")
+    return f"{name}: {'a link to ' if link else ''}{what}, not a regular file"
+
+
+def _refusal(path: str, name: str):
+    """Returns None when `path` is a regular file (or a link to one), else the `Refused` that
+    says what it is. Only regular files are read: opening a FIFO blocks until someone writes
+    to it, and a device can be endless. Links are followed, wherever they lead (a folder of
+    links into a git-annex or another disk is a normal way to hold a data set); a link to
+    anything but a regular file is refused like the thing itself."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return Refused("not a regular file", f"{name}: a link to nothing, not a regular file")
+        return Refused("unreadable file", f"{name}: not found")
+    except OSError as e:
+        return Refused("unreadable file", f"{name}: {e.strerror or e}")
+    if stat.S_ISREG(mode):
+        return None
+    return Refused("not a regular file", _not_regular(mode, name, os.path.islink(path)))
+
+
+def _open_regular(path: str, name: str):
+    """Opens a regular file for reading, or raises `LineError`. The open does not block
+    (O_NONBLOCK) and `fstat` checks what was opened, so a file swapped for a FIFO after the
+    scan is refused too."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise LineError("not a regular file", _not_regular(mode, name))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _read_file(path: str, limit: int, name: str) -> bytes:
-    with open(path, "rb") as f:
+    with _open_regular(path, name) as f:
         data = f.read(limit + 1)
     if len(data) > limit:
         raise LineError("file too large", f"{name}: larger than the limit of {limit} bytes")
@@ -348,9 +566,11 @@ def _read_file(path: str, limit: int, name: str) -> bytes:
 
 
 def read_bytes(ref, limit: int, name: str) -> bytes:
-    """Returns an input file's bytes; `ref` is a path or the bytes themselves."""
+    """Returns an input file's bytes; `ref` is a path, the bytes themselves, or `Refused`."""
     if isinstance(ref, bytes):
         return ref
+    if isinstance(ref, Refused):
+        raise LineError(ref.reason, ref.detail)
     try:
         return _read_file(ref, limit, name)
     except OSError as e:
@@ -371,47 +591,59 @@ def _walk(folder: str, kind: str) -> dict:
         rel = os.path.relpath(directory, folder).replace(os.sep, "/")
         for name in names:
             relpath = posixpath.normpath(posixpath.join(kind, rel, name))
-            found[relpath] = os.path.join(directory, name)
+            path = os.path.join(directory, name)
+            found[relpath] = _refusal(path, relpath) or path
     return found
 
 
 def _archive_members(path: str, kind: str, budget: list, problems: list, on_original=None) -> dict:
-    """Reads the relevant members of one `.tar.gz`; refuses links, odd paths, huge members."""
+    """Reads the relevant members of one `.tar.gz`; refuses links, odd paths, huge members.
+
+    Every unsafe member (a path that is absolute or holds `..`, a link, a device, a FIFO) is
+    listed in `problems`, whatever its name; other members outside `kind` are ignored.
+    """
     found = {}
     archive_name = os.path.basename(path)
+    limit = MAX_ORIGINAL_XML_BYTES if kind == "original" else MAX_LINE_XML_BYTES
     try:
-        with tarfile.open(path, "r|gz") as archive:
+        with (
+            _open_regular(path, archive_name) as raw,
+            tarfile.open(fileobj=raw, mode="r|gz") as archive,
+        ):
             for member in archive:
-                parts = [p for p in member.name.replace("\\", "/").split("/") if p not in ("", ".")]
-                where = next((i for i, p in enumerate(parts[:2]) if p in KINDS), None)
-                if where is None or member.isdir():
-                    continue
-                relpath = "/".join(parts[where:])
+                name = member.name.replace("\\", "/")
+                parts = [p for p in name.split("/") if p not in ("", ".")]
                 label = f"{archive_name}:{member.name}"
-                limit = MAX_ORIGINAL_XML_BYTES if kind == "original" else MAX_LINE_XML_BYTES
-                if member.name.startswith("/") or ".." in parts:
+                if name.startswith("/") or ABSOLUTE_WINDOWS.match(name) or ".." in parts:
                     reason, detail = "unsafe archive member", "path leaves the archive"
-                elif not member.isfile():
+                elif not (member.isfile() or member.isdir()):
                     reason, detail = "unsafe archive member", "not a regular file (link or device)"
-                elif parts[where] != kind:
-                    continue
-                elif member.size > limit:
-                    reason, detail = "file too large", f"{member.size} bytes, the limit is {limit}"
                 else:
-                    reason = None
+                    where = next((i for i, p in enumerate(parts[:2]) if p in KINDS), None)
+                    if where is None or member.isdir() or parts[where] != kind:
+                        continue
+                    if member.size > limit:
+                        reason = "file too large"
+                        detail = f"{member.size} bytes, the limit is {limit}"
+                    else:
+                        reason = None
                 if reason is not None:
-                    problems.append(Skip(parts[-1], label, reason, f"{label}: {detail}"))
+                    skip_id = parts[-1] if parts else member.name
+                    problems.append(Skip(skip_id, label, reason, f"{label}: {detail}"))
                     continue
                 budget[0] -= member.size
                 if budget[0] < 0:
                     raise PrepError(
                         f"{path}: the archives unpack to more than {MAX_ARCHIVE_BYTES} bytes"
                     )
+                relpath = "/".join(parts[where:])
                 data = archive.extractfile(member).read(limit + 1)
                 if on_original is not None:
                     on_original(relpath, data)
                 else:
                     found[relpath] = data
+    except LineError as e:
+        raise PrepError(str(e)) from None
     except (tarfile.TarError, OSError, EOFError) as e:
         raise PrepError(f"{path}: not a readable .tar.gz archive ({e})") from e
     return found
@@ -443,14 +675,11 @@ def scan_source(src) -> Inventory:
         if form_id is None:
             return
         try:
-            with (
-                io.BytesIO(data_or_path)
-                if isinstance(data_or_path, bytes)
-                else open(data_or_path, "rb")
-            ) as fileobj:
-                writer, problem = writer_id_of(fileobj, relpath)
-        except OSError as e:
-            writer, problem = "", f"{relpath}: {e.strerror or e}"
+            data = read_bytes(data_or_path, MAX_ORIGINAL_XML_BYTES, relpath)
+        except LineError as e:
+            writer, problem = "", str(e)
+        else:
+            writer, problem = writer_id_of(io.BytesIO(data), relpath)
         writer_ids[form_id] = writer
         if problem:
             writer_notes[form_id] = problem
@@ -458,18 +687,23 @@ def scan_source(src) -> Inventory:
     for kind in KINDS:
         folder = _kind_folder(src, kind)
         archive = os.path.join(src, ARCHIVES[kind]) if kind in ARCHIVES else None
+        found = {}
         if folder is not None:
             found = _walk(folder, kind)
-        elif archive is not None and os.path.isfile(archive):
-            found = _archive_members(
-                archive,
-                kind,
-                budget,
-                problems,
-                on_original=note_original if kind == "original" else None,
-            )
-        else:
-            found = {}
+        elif archive is not None and os.path.lexists(archive):
+            refused = _refusal(archive, ARCHIVES[kind])
+            if refused is not None:
+                problems.append(
+                    Skip(ARCHIVES[kind], ARCHIVES[kind], refused.reason, refused.detail)
+                )
+            else:
+                found = _archive_members(
+                    archive,
+                    kind,
+                    budget,
+                    problems,
+                    on_original=note_original if kind == "original" else None,
+                )
         if kind == "original":
             for relpath in sorted(found):
                 note_original(relpath, found[relpath])
@@ -485,9 +719,12 @@ def scan_source(src) -> Inventory:
             os.path.join(src, f"{list_name}.txt"),
             os.path.join(src, "task1", f"{list_name}.txt"),
         ]
-        path = next((p for p in candidates if os.path.isfile(p)), None)
+        path = next((p for p in candidates if os.path.lexists(p)), None)
         if path is None:
             raise PrepError(f"{candidates[0]}: split list not found (nor in task1/)")
+        refused = _refusal(path, path)
+        if refused is not None:
+            raise PrepError(refused.detail)
         relpath = os.path.relpath(path, src).replace(os.sep, "/")
         try:
             data = _read_file(path, MAX_TEXT_BYTES, relpath)
@@ -513,11 +750,8 @@ def _fingerprint(files: dict, writer_ids: dict, problems: list) -> str:
     for relpath in sorted(files):
         ref = files[relpath]
         try:
-            data = (
-                ref if isinstance(ref, bytes) else _read_file(ref, MAX_ORIGINAL_XML_BYTES, relpath)
-            )
-            content = hashlib.sha256(data).hexdigest()
-        except (OSError, LineError) as e:
+            content = hashlib.sha256(read_bytes(ref, MAX_ORIGINAL_XML_BYTES, relpath)).hexdigest()
+        except LineError as e:
             content = f"unreadable: {e}"
         total.update(f"{relpath}\0{content}\n".encode())
     total.update(json.dumps(writer_ids, sort_keys=True).encode())
@@ -570,25 +804,20 @@ def read_form(task: FormTask) -> tuple:
     lines = []
     for number, line_id, relpath, ref, align_path, align_ref in task.lines:
         text = texts[number - 1]
+        at = relpath  # the file a skip names
         try:
             check_text(text, f"{ascii_path} line {number}")
             x, y, lengths = parse_line_xml(read_bytes(ref, MAX_LINE_XML_BYTES, relpath), relpath)
             alignment = None
             if align_path is not None:
+                at = align_path
                 data = read_bytes(align_ref, MAX_TEXT_BYTES, align_path)
                 alignment = parse_alignment(data, align_path, x.shape[0], len(text))
             strokes, alignment = clean.to_stroke_array(x, y, lengths, alignment)
         except LineError as e:
-            skips.append(
-                Skip(
-                    line_id,
-                    align_path if e.reason == "bad alignment" else relpath,
-                    e.reason,
-                    str(e),
-                )
-            )
+            skips.append(Skip(line_id, at, e.reason, str(e)))
             continue
-        lines.append(Line(line_id, task.writer_id, text, strokes, alignment))
+        lines.append(Line(line_id, task.writer_id, text, strokes, alignment, relpath))
     return lines, skips
 
 

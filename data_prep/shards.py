@@ -24,7 +24,8 @@ from handwriting.dataset_info import FILENAME, DatasetError, DatasetInfo, Shard,
 
 PLAN_FILE = ".prep-plan.json"
 # Bumped whenever reading or cleaning changes what a shard holds, so old builds are redone.
-PREP_VERSION = 1
+# 2: deterministic serialisation, implausible coordinates skipped, only regular files read.
+PREP_VERSION = 2
 DEFAULT_LINES_PER_SHARD = 2000  # IAM-OnDB's graves train split (10,741 lines): six shards
 SHARD_NAME = re.compile(r"[a-z]+-[0-9]{5}-of-[0-9]{5}\.tfrecord")
 # Temporary files that `handwriting.files.atomic_path` leaves when a process is killed.
@@ -68,6 +69,39 @@ def plan_shards(splits: dict, lines_per_shard: int) -> list:
             chunk = lines[index * lines_per_shard : (index + 1) * lines_per_shard]
             plan.append((shard_name(split, index, count), split, chunk))
     return plan
+
+
+def check_output_folder(out) -> None:
+    """Raises `PrepError` when `out` cannot be the output folder: it exists and is not a
+    folder, or the nearest existing path above it is not a folder."""
+    out = os.fspath(out)
+    if os.path.lexists(out):
+        if not os.path.isdir(out):
+            raise iam_ondb.PrepError(f"{out}: exists and is not a folder")
+        return
+    parent = os.path.dirname(os.path.abspath(out))
+    while not os.path.lexists(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise iam_ondb.PrepError(f"{out}: {parent} is not a folder")
+
+
+def implausible_lines(lines) -> list:
+    """The lines (worst first) with an offset that is not finite or beyond `clean.MAX_OFFSET`:
+    the reader skips them, so any here come from elsewhere and would wreck the statistics."""
+
+    def largest(line):
+        offsets = np.abs(np.asarray(line.strokes, np.float64)[:, :2])
+        return np.inf if not np.isfinite(offsets).all() else float(offsets.max(initial=0.0))
+
+    found = [(largest(line), line) for line in lines]
+    found = [(size, line) for size, line in found if size > clean.MAX_OFFSET]
+    return [line for _, line in sorted(found, key=lambda item: (-item[0], item[1].line_id))]
+
+
+def _name_lines(lines, shown: int = 5) -> str:
+    names = ", ".join(line.file or line.line_id for line in lines[:shown])
+    return names + (f" and {len(lines) - shown} more" if len(lines) > shown else "")
 
 
 def existing_build(out, fingerprint: str):
@@ -169,15 +203,26 @@ def write_dataset(
         The `DatasetInfo` written.
 
     Raises:
-        iam_ondb.PrepError: the train split has no lines or no spread in its offsets.
+        iam_ondb.PrepError: the train split has no lines or no finite spread in its offsets, a
+            line has an implausible offset, or `out` cannot be made a folder.
     """
     out = os.fspath(out)
     train = corpus.splits.get("train", [])
     if not train:
         raise iam_ondb.PrepError(f"{source.get('path', out)}: no usable line in the train split")
+    implausible = implausible_lines(line for lines in corpus.splits.values() for line in lines)
+    if implausible:
+        raise iam_ondb.PrepError(
+            f"{source.get('path', out)}: offsets not finite or beyond {clean.MAX_OFFSET:g} "
+            f"in {_name_lines(implausible)}"
+        )
     alphabet = build_alphabet(line.text for line in train)
     plan = plan_shards(corpus.splits, lines_per_shard)
-    os.makedirs(out, exist_ok=True)
+    check_output_folder(out)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise iam_ondb.PrepError(f"{out}: cannot make the folder ({e.strerror or e})") from None
     done = _load_plan(out, fingerprint, plan)
     if not done and os.path.exists(os.path.join(out, FILENAME)):
         os.remove(os.path.join(out, FILENAME))  # describes another build, about to be replaced
@@ -202,6 +247,12 @@ def write_dataset(
             moments = clean.combine_moments(moments, (n, np.array(mean), np.array(m2)))
     n, mean, m2 = moments
     std = np.sqrt(m2 / n)
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+        raise iam_ondb.PrepError(
+            f"{source.get('path', out)}: the train offsets have no finite statistics "
+            f"(mean {mean}, std {std}); the largest offsets are in "
+            f"{_name_lines(_largest_offsets(train))}"
+        )
     if not (std > 0).all():
         raise iam_ondb.PrepError(
             f"{source.get('path', out)}: the train offsets have no spread (std {std})"
@@ -240,6 +291,11 @@ def write_dataset(
     return info
 
 
+def _largest_offsets(lines, count: int = 3) -> list:
+    size = {line.line_id: float(np.abs(line.strokes[:, :2]).max(initial=0.0)) for line in lines}
+    return sorted(lines, key=lambda line: (-size[line.line_id], line.line_id))[:count]
+
+
 def _shard_fields(record: dict) -> dict:
     return {"sha256": record["sha256"], "lines": record["lines"], "points": record["points"]}
 
@@ -273,6 +329,7 @@ def build(
     Returns:
         `(info, fresh)`: the `DatasetInfo`, and False when `out` already held this build.
     """
+    check_output_folder(out)  # before the work, not after it
     inventory = iam_ondb.scan_source(src)
     fingerprint = build_fingerprint(inventory.digest, mode, lines_per_shard)
     info = existing_build(out, fingerprint)
