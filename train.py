@@ -98,9 +98,7 @@ def main(argv=None) -> int:
     from handwriting.errors import SampleError
 
     try:
-        config = training.resolve_config(
-            run_dir, preset_name, overrides_from_args(args), args.resume
-        )
+        config = rundir.resolve_config(run_dir, preset_name, overrides_from_args(args), args.resume)
     except ConfigError as e:
         parser.error(str(e))
     try:

@@ -16,11 +16,10 @@ process pool; results come back in form order, so the output does not depend on 
 
 Only regular files are read, links being followed to them: a FIFO, a socket, a device or a
 broken link named like an input is reported and never opened (opening a FIFO blocks). No DTD
-reaches the XML parser, whatever the file's encoding (`xml_as_utf8`), and points no
-whiteboard gives are refused (`clean.MAX_COORDINATE`, `clean.MAX_OFFSET`).
+reaches the XML parser, whatever the file's encoding, and points no whiteboard gives are
+refused: a line is read by `handwriting.iam_xml`, as a style prime is.
 """
 
-import codecs
 import concurrent.futures
 import dataclasses
 import hashlib
@@ -30,16 +29,25 @@ import multiprocessing
 import os
 import posixpath
 import re
-import stat
 import tarfile
 
 import numpy as np
 from lxml import etree
 
-from data_prep import clean
+from handwriting.iam_xml import (
+    MAX_LINE_XML_BYTES,
+    LineError,
+    Refused,
+    open_regular,
+    parse_line_xml,
+    read_regular,
+    refusal,
+    to_stroke_array,
+    xml_as_utf8,
+)
 
-# Size caps: the real files are far smaller (a line's XML is < 200 KiB, a form's < 3 MiB).
-MAX_LINE_XML_BYTES = 16 << 20
+# Size caps: the real files are far smaller (a form's XML is < 3 MiB; a line's:
+# `iam_xml.MAX_LINE_XML_BYTES`).
 MAX_ORIGINAL_XML_BYTES = 64 << 20
 MAX_TEXT_BYTES = 4 << 20  # transcriptions, split lists, alignment files
 MAX_ARCHIVE_BYTES = 8 << 30  # all the members read from the archives together
@@ -106,245 +114,8 @@ class Line:
     file: str = ""  # the stroke file, relative to SRC, for messages
 
 
-class LineError(Exception):
-    """A line that must be skipped: `reason` is the category, the message the detail."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(detail)
-        self.reason = reason
-
-
 # ----------------------------------------------------------------------------------------------
-# Safe XML
-#
-# libxml2 reads a DTD whatever the parser options say: with `load_dtd=False` and
-# `resolve_entities=False` it still parses an internal subset and opens the file an external
-# parameter entity there names (`<!ENTITY % p SYSTEM "file:///dev/zero"> %p;` reads forever; a
-# FIFO blocks; /etc/passwd is opened). So no DTD may reach it. A search of the raw bytes for
-# `<!DOCTYPE` does not do: in UTF-16 or UTF-32 those characters are other bytes. `xml_as_utf8`
-# decodes the document itself (its encoding found as XML 1.0 appendix F says: byte order mark,
-# first bytes, declaration), refuses every markup declaration in the decoded text, and gives
-# libxml2 that very text as UTF-8 under a declaration of its own: what libxml2 parses is what
-# was checked, whatever encoding the file was in. Encodings it cannot check are refused.
-
-# No entity expansion, no network, no DTD, no huge trees; one parser per process.
-_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    dtd_validation=False,
-    huge_tree=False,
-    remove_blank_text=True,  # whitespace between elements: nothing to keep, cheaper to drop
-    collect_ids=False,
-)
-# Compiled once; plain strings (not lxml's "smart" ones) are much cheaper to make.
-_POINT_X = etree.XPath("StrokeSet/Stroke/Point/@x", smart_strings=False)
-_POINT_Y = etree.XPath("StrokeSet/Stroke/Point/@y", smart_strings=False)
-_COUNT_POINTS = etree.XPath("count(Point)")
-
-# Encodings read (Python's names for them): the data's own ISO-8859-1, the Unicode forms, ASCII,
-# the other ISO-8859 and Windows-125x sets. Others (EBCDIC, UTF-7, ...) are never in the data.
-_CODE_UNIT = {  # bytes per code unit of the wide encodings; the others are 1
-    "utf-16": 2,
-    "utf-16-le": 2,
-    "utf-16-be": 2,
-    "utf-32": 4,
-    "utf-32-le": 4,
-    "utf-32-be": 4,
-}
-_READ_ENCODINGS = frozenset(
-    [
-        "utf-8",
-        "ascii",
-        *(f"iso8859-{n}" for n in range(1, 17)),
-        *(f"cp125{n}" for n in range(9)),
-        *_CODE_UNIT,
-    ]
-)
-# Byte order marks, longest first (FF FE 00 00 is UTF-32LE, FF FE alone UTF-16LE).
-_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32-le"),
-    (codecs.BOM_UTF32_BE, "utf-32-be"),
-    (codecs.BOM_UTF8, "utf-8"),
-    (codecs.BOM_UTF16_LE, "utf-16-le"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"),
-)
-# The first four bytes of `<?` (or any `<`) without a mark, XML 1.0 appendix F.
-_FIRST_BYTES = {
-    b"<\0\0\0": "utf-32-le",
-    b"\0\0\0<": "utf-32-be",
-    b"<\0?\0": "utf-16-le",
-    b"\0<\0?": "utf-16-be",
-}
-_EBCDIC = b"\x4c\x6f\xa7\x94"  # `<?xm` in EBCDIC
-_DECLARATION = re.compile(
-    r"<\?xml\s+version\s*=\s*([\"'])1\.[0-9]+\1"
-    r"(?:\s+encoding\s*=\s*([\"'])(?P<encoding>[A-Za-z][A-Za-z0-9._-]*)\2)?"
-    r"(?:\s+standalone\s*=\s*([\"'])(?:yes|no)\4)?\s*\?>"
-)
-_UTF8_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>'
-# `<!` opens a DOCTYPE, an entity or another markup declaration, except for comments and CDATA.
-_MARKUP_DECLARATION = re.compile(r"<!(?!--|\[CDATA\[)[A-Za-z]*")
-
-
-def _encoding(declared: str, name: str) -> str:
-    try:
-        codec = codecs.lookup(declared).name
-    except LookupError:
-        codec = None
-    if codec not in _READ_ENCODINGS:
-        raise LineError(
-            "unsupported encoding",
-            f"{name}: declares encoding {declared!r}, which is not read "
-            "(UTF-8, UTF-16, UTF-32, ASCII, ISO-8859-n and Windows-125n are)",
-        )
-    return codec
-
-
-def xml_as_utf8(data: bytes, name: str) -> bytes:
-    """Returns an XML document as UTF-8 with no DTD, or refuses it.
-
-    The document is decoded here (byte order mark, then its first bytes, then its
-    declaration), every `<!` not followed by `--` or `[CDATA[` is refused (a DOCTYPE, an
-    entity, even inside a comment), and the text is returned as UTF-8 under a UTF-8
-    declaration: libxml2 then parses exactly the text that was checked.
-
-    Raises:
-        LineError: `unsafe XML` (a DOCTYPE or other markup declaration), `unsupported
-            encoding`, or `malformed XML` (not valid in its encoding, a broken declaration).
-    """
-    bom, codec = next(((b, c) for b, c in _BOMS if data.startswith(b)), (b"", None))
-    if codec is None:
-        codec = _FIRST_BYTES.get(data[:4])
-    if codec is None and data.startswith(_EBCDIC):
-        raise LineError("unsupported encoding", f"{name}: written in EBCDIC, which is not read")
-    body = data[len(bom) :]
-    if codec is None:  # an ASCII-compatible encoding: the declaration, if any, is ASCII
-        head = _DECLARATION.match(body[: body.find(b"?>") + 2].decode("iso-8859-1"))
-        declared = head["encoding"] if head is not None else None
-        codec = _encoding(declared, name) if declared else "utf-8"
-        if codec in _CODE_UNIT:
-            raise LineError(
-                "malformed XML",
-                f"{name}: declares encoding {declared!r} but is written in an 8-bit encoding",
-            )
-    try:
-        text = body.decode(codec)
-    except UnicodeDecodeError as e:
-        raise LineError(
-            "malformed XML", f"{name}: not valid {codec} at byte {len(bom) + e.start}"
-        ) from None
-    declaration = _DECLARATION.match(text)
-    if declaration is not None:
-        declared = declaration["encoding"]
-        if declared and _CODE_UNIT.get(_encoding(declared, name), 1) != _CODE_UNIT.get(codec, 1):
-            raise LineError(
-                "malformed XML", f"{name}: declares encoding {declared!r} but is written in {codec}"
-            )
-        text = text[declaration.end() :]
-    elif text.startswith("<?xml") and (text[5:6] in ("", "?") or text[5:6].isspace()):
-        raise LineError("malformed XML", f"{name}: unreadable XML declaration {text[:60]!r}")
-    found = _MARKUP_DECLARATION.search(text)
-    if found is not None:
-        raise LineError(
-            "unsafe XML",
-            f"{name}: declares a DOCTYPE or entities (`{found[0]}`), which are refused",
-        )
-    return _UTF8_DECLARATION + text.encode("utf-8")
-
-
-def parse_line_xml(data: bytes, name: str):
-    """Parses one line's XML into absolute points.
-
-    Args:
-        data: the file's bytes.
-        name: the file's name, for messages.
-
-    Returns:
-        `(x, y, stroke_lengths)`: `(N,)` float64 each for x and y (whiteboard units, y down)
-        and `(S,)` int64 points per stroke.
-
-    Raises:
-        LineError: the file is hostile, broken or holds no points.
-    """
-    if len(data) > MAX_LINE_XML_BYTES:
-        raise LineError(
-            "file too large", f"{name}: {len(data)} bytes, the limit is {MAX_LINE_XML_BYTES}"
-        )
-    data = xml_as_utf8(data, name)
-    try:
-        root = etree.fromstring(data, _PARSER)
-    except etree.XMLSyntaxError as e:
-        raise LineError("malformed XML", f"{name}: {e}") from None
-    if root.getroottree().docinfo.doctype:
-        raise LineError("unsafe XML", f"{name}: declares a DOCTYPE, which is refused")
-    if root.tag != "WhiteboardCaptureSession":
-        raise LineError(
-            "unexpected XML structure",
-            f"{name}: root element is <{root.tag}>, expected <WhiteboardCaptureSession>",
-        )
-    stroke_sets = root.findall("StrokeSet")
-    if len(stroke_sets) != 1:
-        raise LineError(
-            "unexpected XML structure",
-            f"{name}: {len(stroke_sets)} <StrokeSet> elements, expected 1",
-        )
-    lengths = np.array([_COUNT_POINTS(s) for s in stroke_sets[0].iterfind("Stroke")], np.int64)
-    total = int(lengths.sum())
-    if total == 0:
-        raise LineError("no points", f"{name}: the <StrokeSet> holds no <Point>")
-    coords = []
-    for axis, select in (("x", _POINT_X), ("y", _POINT_Y)):
-        values = select(root)
-        if len(values) != total:
-            raise LineError(
-                "bad coordinates", f"{name}: {total - len(values)} of {total} <Point> lack `{axis}`"
-            )
-        try:
-            array = np.array(values, dtype=np.float64)
-        except ValueError:
-            bad = next(i for i, v in enumerate(values) if not _is_number(v))
-            raise LineError(
-                "bad coordinates", f"{name}: point {bad + 1} has non-numeric {axis}={values[bad]!r}"
-            ) from None
-        if not np.isfinite(array).all():
-            bad = int(np.flatnonzero(~np.isfinite(array))[0])
-            raise LineError(
-                "bad coordinates", f"{name}: point {bad + 1} has {axis}={values[bad]!r}"
-            )
-        _check_plausible(array, values, axis, name)
-        coords.append(array)
-    return coords[0], coords[1], lengths
-
-
-def _check_plausible(array, values, axis: str, name: str) -> None:
-    """Refuses coordinates no whiteboard gives (see `clean.MAX_COORDINATE`): one such point
-    would overflow float32 to inf, or swamp the normalisation statistics of a whole split."""
-    beyond = np.flatnonzero(np.abs(array) > clean.MAX_COORDINATE)
-    if beyond.size:
-        bad = int(beyond[0])
-        raise LineError(
-            "implausible coordinates",
-            f"{name}: point {bad + 1} has {axis}={values[bad]!r}, beyond the plausible "
-            f"|{axis}| <= {clean.MAX_COORDINATE:g} of a whiteboard",
-        )
-    step = np.diff(array)  # strokes included: a lifted pen moves on the same board
-    beyond = np.flatnonzero(np.abs(step) > clean.MAX_OFFSET)
-    if beyond.size:
-        bad = int(beyond[0]) + 1
-        raise LineError(
-            "implausible coordinates",
-            f"{name}: point {bad + 1} is {step[bad - 1]:g} from point {bad} in {axis}, beyond "
-            f"the plausible |d{axis}| <= {clean.MAX_OFFSET:g}",
-        )
-
-
-def _is_number(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
+# The writer of a form
 
 
 def writer_id_of(fileobj, name: str) -> tuple:
@@ -499,72 +270,6 @@ class Inventory:
         return sorted(p for p in self.files if p.startswith(kind + "/"))
 
 
-@dataclasses.dataclass(frozen=True)
-class Refused:
-    """An input file found but never read: not a regular file (a FIFO, a device, a socket, a
-    link to one or to nothing). Reading it raises `LineError(reason, detail)`."""
-
-    reason: str
-    detail: str
-
-
-_FILE_TYPES = (  # what a path is, for messages
-    (stat.S_ISDIR, "a folder"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-)
-
-
-def _not_regular(mode: int, name: str, link: bool = False) -> str:
-    what = next((text for test, text in _FILE_TYPES if test(mode)), "not a plain file")
-    return f"{name}: {'a link to ' if link else ''}{what}, not a regular file"
-
-
-def _refusal(path: str, name: str):
-    """Returns None when `path` is a regular file (or a link to one), else the `Refused` that
-    says what it is. Only regular files are read: opening a FIFO blocks until someone writes
-    to it, and a device can be endless. Links are followed, wherever they lead (a folder of
-    links into a git-annex or another disk is a normal way to hold a data set); a link to
-    anything but a regular file is refused like the thing itself."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        if os.path.islink(path):
-            return Refused("not a regular file", f"{name}: a link to nothing, not a regular file")
-        return Refused("unreadable file", f"{name}: not found")
-    except OSError as e:
-        return Refused("unreadable file", f"{name}: {e.strerror or e}")
-    if stat.S_ISREG(mode):
-        return None
-    return Refused("not a regular file", _not_regular(mode, name, os.path.islink(path)))
-
-
-def _open_regular(path: str, name: str):
-    """Opens a regular file for reading, or raises `LineError`. The open does not block
-    (O_NONBLOCK) and `fstat` checks what was opened, so a file swapped for a FIFO after the
-    scan is refused too."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise LineError("not a regular file", _not_regular(mode, name))
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def _read_file(path: str, limit: int, name: str) -> bytes:
-    with _open_regular(path, name) as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise LineError("file too large", f"{name}: larger than the limit of {limit} bytes")
-    return data
-
-
 def read_bytes(ref, limit: int, name: str) -> bytes:
     """Returns an input file's bytes; `ref` is a path, the bytes themselves, or `Refused`."""
     if isinstance(ref, bytes):
@@ -572,7 +277,7 @@ def read_bytes(ref, limit: int, name: str) -> bytes:
     if isinstance(ref, Refused):
         raise LineError(ref.reason, ref.detail)
     try:
-        return _read_file(ref, limit, name)
+        return read_regular(ref, limit, name)
     except OSError as e:
         raise LineError("unreadable file", f"{name}: {e.strerror or e}") from None
 
@@ -592,7 +297,7 @@ def _walk(folder: str, kind: str) -> dict:
         for name in names:
             relpath = posixpath.normpath(posixpath.join(kind, rel, name))
             path = os.path.join(directory, name)
-            found[relpath] = _refusal(path, relpath) or path
+            found[relpath] = refusal(path, relpath) or path
     return found
 
 
@@ -607,7 +312,7 @@ def _archive_members(path: str, kind: str, budget: list, problems: list, on_orig
     limit = MAX_ORIGINAL_XML_BYTES if kind == "original" else MAX_LINE_XML_BYTES
     try:
         with (
-            _open_regular(path, archive_name) as raw,
+            open_regular(path, archive_name) as raw,
             tarfile.open(fileobj=raw, mode="r|gz") as archive,
         ):
             for member in archive:
@@ -691,7 +396,7 @@ def scan_source(src) -> Inventory:
         if folder is not None:
             found = _walk(folder, kind)
         elif archive is not None and os.path.lexists(archive):
-            refused = _refusal(archive, ARCHIVES[kind])
+            refused = refusal(archive, ARCHIVES[kind])
             if refused is not None:
                 problems.append(
                     Skip(ARCHIVES[kind], ARCHIVES[kind], refused.reason, refused.detail)
@@ -722,12 +427,12 @@ def scan_source(src) -> Inventory:
         path = next((p for p in candidates if os.path.lexists(p)), None)
         if path is None:
             raise PrepError(f"{candidates[0]}: split list not found (nor in task1/)")
-        refused = _refusal(path, path)
+        refused = refusal(path, path)
         if refused is not None:
             raise PrepError(refused.detail)
         relpath = os.path.relpath(path, src).replace(os.sep, "/")
         try:
-            data = _read_file(path, MAX_TEXT_BYTES, relpath)
+            data = read_regular(path, MAX_TEXT_BYTES, relpath)
         except LineError as e:
             raise PrepError(str(e)) from None
         split_lists[list_name] = read_split_list(data, relpath)
@@ -813,7 +518,7 @@ def read_form(task: FormTask) -> tuple:
                 at = align_path
                 data = read_bytes(align_ref, MAX_TEXT_BYTES, align_path)
                 alignment = parse_alignment(data, align_path, x.shape[0], len(text))
-            strokes, alignment = clean.to_stroke_array(x, y, lengths, alignment)
+            strokes, alignment = to_stroke_array(x, y, lengths, alignment)
         except LineError as e:
             skips.append(Skip(line_id, at, e.reason, str(e)))
             continue

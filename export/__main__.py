@@ -245,7 +245,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.text_length is not None and args.text_length < 1:
         parser.error(f"--text-length must be >= 1, received {args.text_length}")
-    from handwriting.sample import SampleError
+    from handwriting.errors import SampleError
 
     try:
         sizes = export(args.model, args.out, int8=not args.no_int8, text_length=args.text_length)

@@ -7,8 +7,10 @@ What a phone app would do: no TensorFlow and no project package is imported. The
 (its signature is described in `export/tflite.py`); this script sets the text once, feeds
 the state back and the random draws in, stops when the step reports that the attention
 window has passed the last character (phi(t, U) > phi(t, u) for every u) or when the point
-budget is spent, denormalises the points and writes an SVG (or the project's stroke JSON
-for `.json`). The sampler reads texts up to a fixed length (`text_length` in its metadata).
+budget is spent, denormalises the points and writes an SVG (or the project's stroke JSON for
+`.json`). The sampler reads texts up to a fixed length (`text_length` in its metadata). The
+budget and the finishing of a line (`point_budget`, `finish_line`) mirror
+`handwriting.sample`'s; tests/test_runner.py holds them equal.
 
 The draws are those of `handwriting.draws`: `numpy.random.default_rng([seed, i])` for line
 i, four doubles per step, so a seed gives the strokes the Python sampler and the SavedModel
@@ -222,8 +224,8 @@ class Sampler:
                 f"has a state {state_width} wide (metadata of another export?)"
             )
         self.start = np.asarray(self.meta["start_point"], np.float32)
-        self.shift = np.array([*self.meta["normalization"]["offset_mean"], 0.0])
-        self.scale = np.array([*self.meta["normalization"]["offset_std"], 1.0])
+        normalization = self.meta["normalization"]
+        self.normalization = (normalization["offset_mean"], normalization["offset_std"])
 
     def encode(self, text: str) -> np.ndarray:
         """Returns the ids of `text`; raises `RunnerError` for text the sampler cannot read."""
@@ -300,14 +302,10 @@ class Sampler:
             text, mask = self.text_inputs(chunk)
             it.set_tensor(self.inputs["text"], text)
             it.set_tensor(self.inputs["text_mask"], mask)
-            budgets = [math.ceil(self.meta["points_per_char"] * (len(i) + 1)) for i in chunk]
+            budgets = [point_budget(len(i), self.meta["points_per_char"]) for i in chunk]
             streams = [np.random.default_rng([seed, first + n]) for n in range(len(chunk))]
-            run = self._run_one if self.batch == 1 else self._run_batch
-            for points, finished in run(budgets, streams):
-                drawn = points.astype(np.float64) * self.scale + self.shift
-                strokes = np.concatenate([np.zeros((1, 3)), drawn]).astype(np.float32)
-                strokes[-1, 2] = 1.0
-                results.append((strokes, finished))
+            for points, finished in self._run(budgets, streams):
+                results.append((finish_line(points, *self.normalization), finished))
         return results
 
     def read_line(self, points, ids) -> np.ndarray:
@@ -343,65 +341,78 @@ class Sampler:
         it.set_tensor(self.inputs["point"], np.tile(self.start, (self.batch, 1)))
         it.set_tensor(self.inputs["state"], np.zeros((self.batch, self.state_width), np.float32))
 
-    def _run_one(self, budgets, streams):
-        """The batch-1 loop: steps until the window passes the text or the budget is spent.
+    def _run(self, budgets, streams):
+        """Samples up to B lines at once (a batch-1 sampler: one line); each stops on its own,
+        as `sample.sampling_loop` does: when the step reports that its window has passed its
+        text, or when its budget is spent.
 
-        It copies through views of the interpreter's tensors (`Interpreter.tensor`), each
-        dropped before the next `invoke`: a step costs about 100 us, and every `set_tensor`
-        / `get_tensor` pair would add a few.
+        A step costs about 100 us, so the loop does little else: it reads and writes the
+        tensors through views (`Interpreter.tensor`), each dropped before the next `invoke`
+        (every `set_tensor` / `get_tensor` pair would add a few us), and looks at each line
+        only at a step where one may stop.
+
+        Args:
+            budgets: the most points each line may draw (`point_budget`).
+            streams: each line's random stream (`numpy.random.default_rng([seed, i])`).
+
+        Returns:
+            A list of `(points (T, 3) float32 normalised, finished)`, one per line.
         """
-        (budget,), (stream,) = budgets, streams
         it = self.interpreter
         draws_in, point_in, state_in = (
             it.tensor(self.inputs[k]) for k in ("draws", "point", "state")
         )
-        passed, point_out, state_out = (
+        passed_out, point_out, state_out = (
             it.tensor(self.outputs[k]) for k in ("passed", "point", "state")
         )
-        draws = line_draws(stream, budget + 1)[:, None]  # [steps, 1, 4]
-        points = np.zeros((budget, 3), np.float32)
-        self._reset()
-        for t in range(budget + 1):
-            draws_in()[...] = draws[t]
-            it.invoke()
-            if passed()[0]:
-                return [(points[:t], True)]
-            if t == budget:
-                break
-            points[t] = point_out()[0]
-            point_in()[...] = points[t]
-            state_in()[...] = state_out()
-        return [(points, False)]
-
-    def _run_batch(self, budgets, streams):
-        """The batch-B loop; each line stops on its own, as `sample.sampling_loop` does."""
-        it, inputs, outputs = self.interpreter, self.inputs, self.outputs
         lines = len(budgets)
         steps = max(budgets) + 1
-        draws = np.zeros((steps, self.batch, 4), np.float32)
+        draws = np.zeros((steps, self.batch, 4), np.float32)  # rows past the lines: unused
         for n, stream in enumerate(streams):
             draws[:, n] = line_draws(stream, steps)
-        limits = np.zeros(self.batch, np.int64)
-        limits[:lines] = budgets
-        points = np.zeros((steps, self.batch, 3), np.float32)
-        counts = np.zeros(self.batch, np.int64)
-        active = np.arange(self.batch) < lines
-        finished = np.zeros(self.batch, bool)
+        points = np.zeros((steps, self.batch, 3), np.float32)  # [steps, B, 3]
+        writing = np.arange(self.batch) < lines  # [B] the lines not stopped yet
+        stops = set(budgets)  # the steps at which a line's budget is spent
+        ends = {}  # line -> (points drawn, finished), once it has stopped
         self._reset()
         for t in range(steps):
-            it.set_tensor(inputs["draws"], draws[t])
+            draws_in()[...] = draws[t]
             it.invoke()
-            passed = it.get_tensor(outputs["passed"])
-            finished |= active & passed
-            active &= ~passed & (counts < limits)
-            if not active.any():
-                break
-            counts += active
-            point = it.get_tensor(outputs["point"])
-            points[t] = point
-            it.set_tensor(inputs["point"], point)
-            it.set_tensor(inputs["state"], it.get_tensor(outputs["state"]))
-        return [(points[: counts[n], n], bool(finished[n])) for n in range(lines)]
+            if t in stops or (passed_out() & writing).any():
+                passed = passed_out().tolist()  # a copy: no view may outlive the next invoke
+                for n in range(lines):
+                    if writing[n] and (passed[n] or t >= budgets[n]):
+                        ends[n] = (t, bool(passed[n]))
+                        writing[n] = False
+                if len(ends) == lines:
+                    break
+            points[t] = point_out()
+            point_in()[...] = points[t]
+            state_in()[...] = state_out()
+        return [(points[: ends[n][0], n], ends[n][1]) for n in range(lines)]
+
+
+def point_budget(text_length: int, points_per_char: float) -> int:
+    """The most points a line of `text_length` characters may draw.
+
+    Mirrors `handwriting.sample.point_budget` (tests/test_runner.py holds them equal).
+    """
+    return math.ceil(points_per_char * (text_length + 1))
+
+
+def finish_line(points, offset_mean, offset_std) -> np.ndarray:
+    """The strokes of a sampled line: `(T, 3)` normalised points -> `(T + 1, 3)` float32
+    `(dx, dy, eos)` in the data's units, the start point `(0, 0, 0)` first, eos = 1 on the
+    last point; denormalised in float64 and rounded once to float32.
+
+    Mirrors `handwriting.sample.finish_line` (tests/test_runner.py holds them equal).
+    """
+    shift = np.array([*offset_mean, 0.0])
+    scale = np.array([*offset_std, 1.0])
+    drawn = np.asarray(points).astype(np.float64) * scale + shift
+    strokes = np.concatenate([np.zeros((1, 3)), drawn]).astype(np.float32)
+    strokes[-1, 2] = 1.0
+    return strokes
 
 
 def line_draws(stream, steps) -> np.ndarray:

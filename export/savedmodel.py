@@ -10,8 +10,9 @@ Loading needs TensorFlow only, no project code:
 
 Text is split into Unicode characters and mapped to the model's alphabet by a sorted table of
 code points (no lookup-table resource); a character outside it gets the unknown id. The loop is
-`handwriting.sample.sampling_loop` with the model's weights frozen in, so a seed gives the
-strokes `handwriting.sample.generate` gives for a single line.
+`handwriting.sample.sampling_loop` with the model's weights frozen in, between the library's
+`point_budget` and `finish_line`, so a seed gives the strokes `handwriting.sample.generate`
+gives for a single line.
 """
 
 import numpy as np
@@ -31,9 +32,6 @@ def generate_function(synth):
     code_points = tf.constant([ord(chars[i]) for i in order], tf.int32)  # sorted
     ids = tf.constant([int(i) + FIRST_CHAR_ID for i in order], tf.int32)
     start = tf.constant(sample.normalize(synth, np.zeros((1, 3), np.float32))[0])
-    shift = tf.constant([*synth.offset_mean, 0.0], tf.float32)
-    scale = tf.constant([*synth.offset_std, 1.0], tf.float32)
-    points_per_char = float(sample.POINTS_PER_CHAR)
 
     @tf.function(
         input_signature=[
@@ -47,22 +45,17 @@ def generate_function(synth):
         slot = tf.minimum(tf.searchsorted(code_points, decoded), tf.size(code_points) - 1)
         known = tf.gather(code_points, slot) == decoded
         text_ids = tf.where(known, tf.gather(ids, slot), UNKNOWN_ID)[None]  # [1, U]
-        length = tf.shape(text_ids)[1]
-        budget = tf.cast(tf.math.ceil(points_per_char * tf.cast(length + 1, tf.float32)), tf.int32)
         out = sample.sampling_loop(
             model,
             text_ids,
             tf.ones_like(text_ids, tf.bool),
-            budget[None],
+            sample.point_budget(tf.shape(text_ids)[1:]),  # [1]
             tf.maximum(bias, 0.0)[None],
             seed,
             tf.zeros([0, 3], tf.float32),
             start,
         )
-        drawn = out["points"][: out["counts"][0], 0] * scale + shift  # [T, 3] raw units
-        strokes = tf.concat([tf.zeros([1, 3], tf.float32), drawn], axis=0)
-        last = tf.one_hot(tf.shape(strokes)[0] - 1, tf.shape(strokes)[0])  # eos on the last
-        strokes = tf.concat([strokes[:, :2], tf.maximum(strokes[:, 2:], last[:, None])], axis=1)
+        strokes = sample.finish_line(synth, out["points"][: out["counts"][0], 0])
         return {"strokes": strokes, "finished": out["finished"][0]}
 
     return generate

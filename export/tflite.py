@@ -23,10 +23,11 @@ and the point returned with that step is not used. `draws` are the four numbers 
 Why fixed shapes: LiteRT hands static-shape float graphs to the XNNPACK delegate, whose
 kernels are several times faster than the built-in ones; a text longer than L is refused
 by the runner. The step is written from the model's weights with one matrix product per
-LSTM layer: the input and recurrent kernels stacked, so LSTM-n reads
-`concat([x, h(n-1), w, h_n])` (LSTM-1: `concat([x, w, h1])`) through one FULLY_CONNECTED;
-the window (`WindowCell.window_parameters`, `window.attention`), the LSTM update, the head
-and the draw are the model's own functions. The exports' test holds the step equal to
+LSTM layer: the input and recurrent kernels stacked, so LSTM-n reads its inputs in the
+model's order (`handwriting.lstm.layer_inputs`) and then its own h, `concat([x, h(n-1), w,
+h_n])` (LSTM-1: `concat([x, w, h1])`), through one FULLY_CONNECTED; the window
+(`WindowCell.window_params`, `window.attention`), the LSTM update, the head and the draw are
+the model's own functions. The exports' test holds the step equal to
 `HandwritingModel.step`.
 
 Metadata (alphabet, normalisation statistics, sizes, the start point) is stored as JSON both
@@ -39,7 +40,8 @@ import numpy as np
 import tensorflow as tf
 
 from handwriting import mixture, sample
-from handwriting.window import attention, end_of_text_weight, lstm_update, window_has_passed
+from handwriting.lstm import layer_inputs, lstm_update
+from handwriting.window import attention, end_of_text_weight, window_has_passed
 
 SIGNATURE = "step"
 METADATA_NAME = "handwriting"
@@ -62,12 +64,15 @@ def fused_kernels(model) -> list:
 
     Returns:
         `[(kernel, bias), ...]`, one per layer: LSTM-1 `(3 + V + H, 4H)` for
-        `concat([x, w, h1])`, LSTM-n `(3 + H + V + H, 4H)` for `concat([x, h(n-1), w, hn])`.
+        `concat([x, w, h1])`, LSTM-n `(3 + H + V + H, 4H)` for `concat([x, h(n-1), w, hn])`:
+        the rows of `layer_inputs`' order, then the recurrent kernel's.
     """
     cell = model.window_cell
-    first = [cell.input_kernel, cell.window_kernel, cell.recurrent_kernel]
+    rows = layer_inputs(cell.input_kernel, window_vector=cell.window_kernel)
+    first = [*rows, cell.recurrent_kernel]  # [x, w, h1]
     layers = [(np.concatenate([v.numpy() for v in first]), cell.bias.numpy())]
     for layer in model.lstm_layers:
+        # The rows of `layer.kernel` are in `layer_inputs`' order already: the model feeds it so.
         kernel = np.concatenate([layer.kernel.numpy(), layer.recurrent_kernel.numpy()])
         layers.append((kernel, layer.bias.numpy()))
     return layers
@@ -105,17 +110,19 @@ def step_function(model, batch_size=1, text_length=TEXT_LENGTH):
         layers = [(tf.constant(k), tf.constant(b)) for k, b in kernels]  # constants of the graph
         h1, c1, kappa, w, *upper = tf.split(state, widths, axis=-1)
         kernel, layer_bias = layers[0]
-        gates = tf.matmul(tf.concat([point, w, h1], axis=-1), kernel) + layer_bias
-        h1, c1 = lstm_update(gates, c1)
-        alpha, beta, kappa_step = cell.window_parameters(h1)  # [B, K], eq. 48-50
+        inputs = [*layer_inputs(point, window_vector=w), h1]  # [x, w_{t-1}, h1_{t-1}]
+        gates = tf.matmul(tf.concat(inputs, axis=-1), kernel) + layer_bias
+        h1, c1, _ = lstm_update(gates, c1)
+        alpha, beta, kappa_step = cell.window_params(h1)  # [B, K], eq. 48-50
         kappa = kappa + kappa_step  # eq. 51
         phi = attention(alpha, beta, kappa, text_mask)  # [B, L], eq. 46
         w = tf.squeeze(tf.matmul(tf.expand_dims(phi, 1), text), axis=1)  # [B, V], eq. 47
         hidden, new_state = [h1], [h1, c1, kappa, w]
         for n, (kernel, layer_bias) in enumerate(layers[1:]):
             h, c = upper[2 * n], upper[2 * n + 1]
-            gates = tf.matmul(tf.concat([point, hidden[-1], w, h], axis=-1), kernel) + layer_bias
-            h, c = lstm_update(gates, c)
+            inputs = [*layer_inputs(point, hidden[-1], w), h]  # [x, h(n-1), w_t, h_{t-1}]
+            gates = tf.matmul(tf.concat(inputs, axis=-1), kernel) + layer_bias
+            h, c, _ = lstm_update(gates, c)
             hidden.append(h)
             new_state += [h, c]
         head = model.head(tf.concat(hidden, axis=-1))  # [B, 1 + 6M]

@@ -10,6 +10,10 @@ import os
 import sys
 
 from handwriting import files, rundir, sample
+from handwriting.errors import SampleError
+from handwriting.strokes import load_prime, save_strokes_json
+from handwriting.styles import dataset_line_ids, load_styles, prime_from_dataset, save_styles
+from handwriting.text import DEFAULT_WIDTH, MAX_TEXT_CHARS
 
 OUTPUT_KINDS = (".svg", ".png", ".gif", ".json")
 # Pixels per line of handwriting in PNGs and GIFs: sized for a screen (a short phrase comes out
@@ -33,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m handwriting",
         description="Text to handwriting with the network of Graves (2013).",
-        epilog=EPILOG.format(limit=sample.MAX_TEXT_CHARS),
+        epilog=EPILOG.format(limit=MAX_TEXT_CHARS),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -41,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         "write",
         help="write text as handwriting to an SVG, PNG, GIF or stroke JSON file",
         description="Write text as handwriting.",
-        epilog=EPILOG.format(limit=sample.MAX_TEXT_CHARS),
+        epilog=EPILOG.format(limit=MAX_TEXT_CHARS),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     write.add_argument("text", help="the text to write")
@@ -59,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     write.add_argument("--prime-text", help="the transcription of the --prime file")
     write.add_argument("--data", help="the data set folder for --style (default: the run's)")
     write.add_argument(
-        "--width", type=int, default=sample.DEFAULT_WIDTH, help="characters per line (default 60)"
+        "--width", type=int, default=DEFAULT_WIDTH, help="characters per line (default 60)"
     )
     write.add_argument("--align", choices=("left", "center", "right"), default="left")
     write.add_argument(
@@ -101,7 +105,7 @@ def main(argv=None) -> int:
         if args.command == "styles":
             return _styles(args, parser)
         return _write(args, parser)
-    except sample.SampleError as e:
+    except SampleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -121,21 +125,19 @@ def _write(args, parser) -> int:
         parser.error(f"--height must be >= 8, received {args.height}")
     problem = files.output_problem(args.output)
     if problem:
-        raise sample.SampleError(f"--output: {problem}")
+        raise SampleError(f"--output: {problem}")
     if not args.text.strip():
-        raise sample.SampleError("text is empty; give at least one character to write")
-    if len(args.text) > sample.MAX_TEXT_CHARS:
-        raise sample.SampleError(
-            f"text has {len(args.text)} characters; the limit is {sample.MAX_TEXT_CHARS}"
-        )
+        raise SampleError("text is empty; give at least one character to write")
+    if len(args.text) > MAX_TEXT_CHARS:
+        raise SampleError(f"text has {len(args.text)} characters; the limit is {MAX_TEXT_CHARS}")
     synth = sample.load(args.model)
     if args.style == "list":
         return _list_styles(synth, args.data, limit=20)
     prime = None
     if args.prime is not None:
-        prime = sample.load_prime(args.prime, args.prime_text)
+        prime = load_prime(args.prime, args.prime_text)
     elif args.style is not None:
-        prime = sample.prime_from_dataset(synth, args.style, args.data)
+        prime = prime_from_dataset(synth, args.style, args.data)
     lines = sample.write_paragraph(
         synth, args.text, width=args.width, bias=args.bias, seed=args.seed, prime=prime
     )
@@ -150,7 +152,7 @@ def _write(args, parser) -> int:
     elif kind == ".gif":
         render.to_gif(strokes, args.output, line_height_px=args.height, align=args.align)
     else:
-        sample.save_strokes_json(lines, args.output)
+        save_strokes_json(lines, args.output)
     unfinished = [i + 1 for i, line in enumerate(lines) if not line.finished]
     if unfinished:
         print(f"note: lines {unfinished} ran out of points before the end", file=sys.stderr)
@@ -166,19 +168,19 @@ def _styles(args, parser) -> int:
             parser.error(f"--output must end with .png: {args.output!r}")
         problem = files.output_problem(args.output)
         if problem:
-            raise sample.SampleError(f"--output: {problem}")
+            raise SampleError(f"--output: {problem}")
     synth = sample.load(args.model)
     if args.add:
-        styles = sample.load_styles(synth.directory)
+        styles = load_styles(synth.directory)
         for line_id in args.add:
-            styles[line_id] = sample.prime_from_dataset(synth, line_id, args.data)
-        path = sample.save_styles(synth.directory, styles)
+            styles[line_id] = prime_from_dataset(synth, line_id, args.data)
+        path = save_styles(synth.directory, styles)
         print(f"wrote {path} ({len(styles)} styles)")
     _list_styles(synth, args.data, limit=args.limit)
     if args.output is not None:
-        styles = sample.load_styles(synth.directory)
+        styles = load_styles(synth.directory)
         if not styles:
-            raise sample.SampleError(
+            raise SampleError(
                 f"{synth.directory}: the model has no {rundir.STYLES_FILENAME}; nothing to draw"
             )
         from handwriting import render
@@ -196,12 +198,12 @@ def _styles(args, parser) -> int:
 
 def _list_styles(synth, data_dir, *, limit: int) -> int:
     """Prints the style ids `--style` takes: the model's, then the data set's (up to `limit`)."""
-    styles = sample.load_styles(synth.directory)
+    styles = load_styles(synth.directory)
     if styles:
         print(f"Styles of the model ({os.path.join(synth.directory, rundir.STYLES_FILENAME)}):")
         for line_id in sorted(styles):
             print(f"  {line_id:<16} {styles[line_id].text}")
-    listed = sample.dataset_line_ids(synth, data_dir, limit=limit) if limit else None
+    listed = dataset_line_ids(synth, data_dir, limit=limit) if limit else None
     if listed is not None:
         where, splits = listed
         for split, (total, lines) in splits.items():

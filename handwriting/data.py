@@ -24,11 +24,11 @@ statistics of `dataset.json`; `eos` is left as it is. `normalize_strokes` and
 Resuming a run exactly where it stopped: the data position is the state of the dataset's
 iterator, which `tf.train.Checkpoint` saves and restores (shuffle buffers, bucket contents and
 the seeded random state included). Training builds the dataset with the same arguments and a
-`seed`, takes `iterator = iter(dataset)`, tracks it with
-`tf.train.Checkpoint(model=..., optimizer=..., data=iterator)` and draws each step's batch
-with `next(iterator)`; after a restore, the next batch is the one the killed run would have
-drawn. (An iterator created inside `keras.Model.fit` is not reachable for checkpointing, so the
-step loop has to own it.)
+`seed`, takes `iterator = iter(dataset)`, checkpoints it with
+`tf.train.Checkpoint(data=iterator)` beside the weights (`handwriting.checkpoint`) and draws
+each step's batch with `next(iterator)`; after a restore, the next batch is the one the killed
+run would have drawn. (An iterator created inside `keras.Model.fit`, or a `tf.distribute`
+iterator, cannot be checkpointed, so the step loop owns a plain one.)
 """
 
 import itertools

@@ -7,3 +7,7 @@ Entry points print it as one line, `error: ...`, never a traceback.
 
 class SampleError(ValueError):
     """A request that cannot be sampled; the message says what is wrong and where."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or go on; the message says why and what to do."""

@@ -10,19 +10,18 @@ the head (Graves eq. 1-5 and 52-55).
 
 Only LSTM-1 and the window must run point by point. Everything else that does not depend on
 the recurrence is one matmul over the whole sequence: the input projection of every layer
-and the head. The plain LSTM layers run their recurrence in a `tf.while_loop` with a
-hand-written backward pass (`lstm_sequence`): the loop carries only `h W_r`, and the gradient
-of `W_r` is one matmul over all steps after the loop. (Measured on a 2-core CPU at the paper's
-sizes, this is faster forward + backward than `keras.layers.LSTM`, and it carries Graves'
-clip of the pre-activation derivatives.) With the `mixed_bfloat16` policy the matmuls run
-in bfloat16, while the head, the loss, the window (phi, kappa) and the cell states c stay
+and the head. The plain LSTM layers (`handwriting.lstm.LSTMLayer`) run their recurrence in a
+`tf.while_loop` with a hand-written backward pass; every layer reads its inputs in the order
+of `handwriting.lstm.layer_inputs`. With the `mixed_bfloat16` policy the matmuls run in
+bfloat16, while the head, the loss, the window (phi, kappa) and the cell states c stay
 float32.
 
 `HandwritingModel` takes the batch dict of `handwriting.data` and returns the head tensor
 `(B, T, 1 + 6M)`; `forward` also returns the attention phi, the window position kappa and
 the final state. `initial_state` / `step` run the whole network one point at a time with an
 explicit flat state tuple, for sampling and export. `train_step` / `test_step` compute the
-masked loss and the metrics, so `fit` / `evaluate` work under any `tf.distribute` strategy.
+masked loss and the metrics of one batch; `handwriting.training` runs them on every replica of
+its `tf.distribute` strategy (`fit` / `evaluate` also work on one device).
 
 Axes: B batch, T pen steps, U characters, V alphabet, K window Gaussians, M mixtures,
 H units.
@@ -32,191 +31,11 @@ import keras
 import tensorflow as tf
 
 from handwriting import mixture
-from handwriting.window import (
-    WindowCell,
-    clip_gradient,
-    lstm_bias_initializer,
-    lstm_update,
-    matmul_last_axis,
-    unroll_window,
-)
+from handwriting.lstm import LSTMLayer, clip_gradient, layer_inputs
+from handwriting.window import WindowCell, unroll_window
 
 KINDS = ("synthesis", "prediction")
 POINT_FEATURES = 3  # (dx, dy, eos)
-
-
-def lstm_sequence(projected, recurrent_kernel, h0, c0, gradient_clip=0.0):
-    """Runs an LSTM recurrence over precomputed input projections.
-
-    Args:
-        projected: `(T, B, 4H)` x_t W + b, time-major, gate order i, f, g, o.
-        recurrent_kernel: `(H, 4H)` W_r.
-        h0: `(B, H)` initial output; c0: `(B, H)` float32 initial cell state.
-        gradient_clip: clip of the derivatives with respect to the gate pre-activations
-            (Graves section 4.2); 0 turns it off.
-
-    Returns:
-        `(h, h_last, c_last)`: `(T, B, H)` outputs in `projected`'s dtype, and the final state.
-    """
-    dtype = projected.dtype
-
-    @tf.custom_gradient
-    def run(projected, kernel, h0, c0):
-        steps = tf.shape(projected)[0]
-        inputs = tf.TensorArray(dtype, size=steps).unstack(projected)
-        hs = tf.TensorArray(dtype, size=steps)
-        cs = tf.TensorArray(tf.float32, size=steps)
-        activations = tf.TensorArray(tf.float32, size=steps)
-
-        def body(t, h, c, hs, cs, activations):
-            gates = tf.cast(inputs.read(t) + tf.matmul(h, kernel), tf.float32)
-            i, f, g, o = tf.split(gates, 4, axis=-1)
-            i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
-            c = f * c + i * g
-            h = tf.cast(o * tf.tanh(c), dtype)
-            act = tf.concat([i, f, g, o], axis=-1)
-            return t + 1, h, c, hs.write(t, h), cs.write(t, c), activations.write(t, act)
-
-        _, h_last, c_last, hs, cs, activations = tf.while_loop(
-            lambda t, *_: t < steps,
-            body,
-            (tf.constant(0), h0, c0, hs, cs, activations),
-            maximum_iterations=steps,
-        )
-        h_seq, c_seq, act_seq = hs.stack(), cs.stack(), activations.stack()
-
-        def grad(dh_seq, dh_last, dc_last):
-            dh_seq = tf.zeros_like(h_seq) if dh_seq is None else dh_seq
-            dh_seq = tf.cast(dh_seq, tf.float32)
-            dh_last = tf.zeros_like(c0) if dh_last is None else tf.cast(dh_last, tf.float32)
-            dc_last = tf.zeros_like(c0) if dc_last is None else tf.cast(dc_last, tf.float32)
-            c_prev_seq = tf.concat([c0[None], c_seq[:-1]], axis=0)
-            kernel_t = tf.transpose(kernel)
-
-            def back(t, dh_next, dc_next, dgates_ta):
-                i, f, g, o = tf.split(act_seq[t], 4, axis=-1)
-                tanh_c = tf.tanh(c_seq[t])
-                dh = dh_seq[t] + dh_next
-                dc = dc_next + dh * o * (1.0 - tf.square(tanh_c))
-                dgates = tf.concat(
-                    [
-                        dc * g * i * (1.0 - i),
-                        dc * c_prev_seq[t] * f * (1.0 - f),
-                        dc * i * (1.0 - tf.square(g)),
-                        dh * tanh_c * o * (1.0 - o),
-                    ],
-                    axis=-1,
-                )
-                if gradient_clip:
-                    dgates = tf.clip_by_value(dgates, -gradient_clip, gradient_clip)
-                dgates = tf.cast(dgates, dtype)
-                dh_next = tf.cast(tf.matmul(dgates, kernel_t), tf.float32)
-                return t - 1, dh_next, dc * f, dgates_ta.write(t, dgates)
-
-            _, dh0, dc0, dgates_ta = tf.while_loop(
-                lambda t, *_: t >= 0,
-                back,
-                (steps - 1, dh_last, dc_last, tf.TensorArray(dtype, size=steps)),
-                maximum_iterations=steps,
-            )
-            dgates_seq = dgates_ta.stack()  # [T, B, 4H]
-            units = tf.shape(h0)[-1]
-            h_prev = tf.reshape(tf.concat([h0[None], h_seq[:-1]], axis=0), [-1, units])
-            dkernel = tf.matmul(h_prev, tf.reshape(dgates_seq, [-1, 4 * units]), transpose_a=True)
-            return dgates_seq, tf.cast(dkernel, kernel.dtype), tf.cast(dh0, h0.dtype), dc0
-
-        return (h_seq, h_last, c_last), grad
-
-    return run(projected, tf.cast(recurrent_kernel, dtype), tf.cast(h0, dtype), c0)
-
-
-@keras.saving.register_keras_serializable(package="handwriting")
-class LSTMLayer(keras.layers.Layer):
-    """An LSTM layer (no peepholes) driven over whole sequences by `lstm_sequence`.
-
-    Args:
-        units: H, LSTM cells.
-        gradient_clip: clip of the derivatives with respect to the gate pre-activations,
-            `[-v, v]`; 0 turns it off.
-
-    Call arguments:
-        inputs: `(batch, timesteps, features)`.
-        initial_state: optional `[h (batch, units), c (batch, units)]`.
-
-    Returns:
-        `(batch, timesteps, units)`.
-    """
-
-    def __init__(self, units, gradient_clip=0.0, **kwargs):
-        # The layer casts for itself: c stays float32 under a mixed policy, which
-        # Keras' autocasting of call arguments would round to the compute dtype.
-        kwargs["autocast"] = False
-        super().__init__(**kwargs)
-        if not isinstance(units, int) or isinstance(units, bool) or units < 1:
-            raise ValueError(f"`units` must be a positive int, received units={units!r}")
-        if not gradient_clip >= 0:
-            raise ValueError(
-                f"`gradient_clip` must be >= 0 (0: off), received gradient_clip={gradient_clip!r}"
-            )
-        self.units = units
-        self.gradient_clip = float(gradient_clip)
-
-    @property
-    def state_size(self):
-        return [self.units, self.units]
-
-    def build(self, input_shape):
-        units = self.units
-        self.kernel = self.add_weight(
-            shape=(input_shape[-1], 4 * units), initializer="glorot_uniform", name="kernel"
-        )
-        self.recurrent_kernel = self.add_weight(
-            shape=(units, 4 * units), initializer="orthogonal", name="recurrent_kernel"
-        )
-        self.bias = self.add_weight(
-            shape=(4 * units,), initializer=lstm_bias_initializer(units), name="bias"
-        )
-        self.built = True
-
-    def get_initial_state(self, batch_size):
-        return [
-            tf.zeros([batch_size, self.units], self.compute_dtype),  # h
-            tf.zeros([batch_size, self.units], tf.float32),  # c
-        ]
-
-    def project(self, inputs):
-        """x W + b for inputs of any leading shape: `(..., features)` -> `(..., 4 units)`."""
-        dtype = self.compute_dtype
-        kernel = tf.cast(self.kernel, dtype)
-        return matmul_last_axis(tf.cast(inputs, dtype), kernel) + tf.cast(self.bias, dtype)
-
-    def step(self, projected, state):
-        """One step from `project`'s output `(batch, 4 units)`; returns `(h, [h, c])`."""
-        h, c = state
-        dtype = self.compute_dtype
-        gates = projected + tf.matmul(h, tf.cast(self.recurrent_kernel, dtype))
-        h, c = lstm_update(gates, c)
-        h = tf.cast(h, dtype)
-        return h, [h, c]
-
-    def unroll(self, projected, state):
-        """Runs over `(T, batch, 4 units)` projections; returns `(h (T, batch, units), state)`."""
-        h_seq, h, c = lstm_sequence(
-            projected, self.recurrent_kernel, state[0], state[1], self.gradient_clip
-        )
-        return h_seq, [h, c]
-
-    def call(self, inputs, initial_state=None):
-        if initial_state is None:
-            initial_state = self.get_initial_state(tf.shape(inputs)[0])
-        projected = self.project(tf.transpose(inputs, [1, 0, 2]))
-        h_seq, _ = self.unroll(projected, initial_state)
-        return tf.transpose(h_seq, [1, 0, 2])
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"units": self.units, "gradient_clip": self.gradient_clip})
-        return config
 
 
 @keras.saving.register_keras_serializable(package="handwriting")
@@ -353,8 +172,8 @@ class HandwritingModel(keras.Model):
                 f"`state` must hold {expected} tensors for a {self.kind} network of "
                 f"{self.num_layers} layers, received {len(state)}"
             )
-        window_state, state = (state[:4], state[4:]) if self.is_synthesis else (None, state)
-        return window_state, [state[2 * i : 2 * i + 2] for i in range(len(self.lstm_layers))]
+        cell_state, state = (state[:4], state[4:]) if self.is_synthesis else (None, state)
+        return cell_state, [state[2 * i : 2 * i + 2] for i in range(len(self.lstm_layers))]
 
     def _text(self, chars, chars_mask):
         onehot = tf.one_hot(tf.cast(chars, tf.int32), self.alphabet_size, dtype=self.compute_dtype)
@@ -377,32 +196,23 @@ class HandwritingModel(keras.Model):
         points = tf.convert_to_tensor(inputs["strokes"])
         if state is None:
             state = self.initial_state(tf.shape(points)[0])
-        window_state, layer_states = self._split_state(state)
+        cell_state, layer_states = self._split_state(state)
         x = tf.transpose(tf.cast(points, self.compute_dtype), [1, 0, 2])  # [T, B, 3]
         outputs, final_state = {}, []
-        hidden = []
+        hidden, window_vector = [], None
         if self.is_synthesis:
             onehot, mask = self._text(inputs["chars"], inputs.get("chars_mask"))
             cell = self.window_cell
-            h, window, phi, kappa, window_state = unroll_window(
-                cell, cell.project_inputs(x), window_state, onehot, mask
+            h, window_vector, phi, kappa, cell_state = unroll_window(
+                cell, cell.project_inputs(x), cell_state, onehot, mask
             )
-            final_state += window_state
+            final_state += cell_state
             outputs["phi"] = tf.transpose(phi, [1, 0, 2])
             outputs["kappa"] = tf.transpose(kappa, [1, 0, 2])
             hidden.append(h)
-            skip = [x, window]
-        else:
-            skip = [x]
-        layers = self.lstm_layers
-        for layer, layer_state in zip(layers, layer_states, strict=True):
-            below = [hidden[-1]] if hidden else []
-            layer_input = tf.concat(skip[:1] + below + skip[1:], axis=-1) if below else x
-            h, layer_state = layer.unroll(layer.project(layer_input), layer_state)
-            final_state += layer_state
-            hidden.append(h)
+        final_state += self._plain_layers(x, window_vector, hidden, layer_states, "unroll")
         hidden = tf.concat(hidden, axis=-1)  # [T, B, layers * H]
-        # Flattened to one 2-D matmul (see `matmul_last_axis`).
+        # Flattened to one 2-D matmul (see `handwriting.lstm.matmul_last_axis`).
         head = self.head(tf.reshape(hidden, [-1, hidden.shape[-1]]))
         size = mixture.head_size(self.mixtures)
         head = tf.reshape(head, tf.concat([tf.shape(hidden)[:2], [size]], axis=0))  # [T, B, 1+6M]
@@ -428,28 +238,36 @@ class HandwritingModel(keras.Model):
             `(head, phi, new_state)`: head `(B, 1 + 6M)` float32, the attention phi `(B, U)`
             float32 (`(B, 0)` for the prediction network), and the new flat state tuple.
         """
-        window_state, layer_states = self._split_state(state)
+        cell_state, layer_states = self._split_state(state)
         x = tf.cast(point, self.compute_dtype)  # [B, 3]
-        hidden, new_state = [], []
+        hidden, new_state, window_vector = [], [], None
         if self.is_synthesis:
             onehot, mask = self._text(chars, chars_mask)
-            (h, window, phi), window_state = self.window_cell(
-                x, window_state, chars_onehot=onehot, chars_mask=mask
+            (h, window_vector, phi), cell_state = self.window_cell(
+                x, cell_state, chars_onehot=onehot, chars_mask=mask
             )
-            new_state += window_state
+            new_state += cell_state
             hidden.append(h)
-            skip = [x, window]
         else:
             phi = tf.zeros([tf.shape(x)[0], 0], tf.float32)
-            skip = [x]
-        for layer, layer_state in zip(self.lstm_layers, layer_states, strict=True):
-            below = [hidden[-1]] if hidden else []
-            layer_input = tf.concat(skip[:1] + below + skip[1:], axis=-1) if below else x
-            h, layer_state = layer.step(layer.project(layer_input), layer_state)
-            new_state += layer_state
-            hidden.append(h)
+        new_state += self._plain_layers(x, window_vector, hidden, layer_states, "step")
         head = self.head(tf.concat(hidden, axis=-1))
         return head, phi, tuple(new_state)
+
+    def _plain_layers(self, x, window_vector, hidden, layer_states, how):
+        """Runs the plain LSTM layers, each on `layer_inputs` of the points, the layer below
+        and the window; appends their outputs to `hidden` and returns their new states.
+
+        `how` is "unroll" (`x` `(T, B, 3)`, whole sequences) or "step" (`x` `(B, 3)`).
+        """
+        new_state = []
+        for layer, layer_state in zip(self.lstm_layers, layer_states, strict=True):
+            below = hidden[-1] if hidden else None
+            layer_input = tf.concat(layer_inputs(x, below, window_vector), axis=-1)
+            h, layer_state = getattr(layer, how)(layer.project(layer_input), layer_state)
+            new_state += layer_state
+            hidden.append(h)
+        return new_state
 
     # ---- training ----
 
@@ -518,18 +336,6 @@ class HandwritingModel(keras.Model):
         self.optimizer.apply(grads, variables)
         self.grad_norm_tracker.update_state(norm)
         return {m.name: m.result() for m in self.metrics}
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # The network is built in __init__ and computes its own loss and metrics, so Keras'
-        # symbolic build has only the optimizer left to build. Keras 3.15 would first average
-        # a distributed batch (to trace the model on it), which fails on the batch's bool
-        # masks under a tf.distribute strategy.
-        if self._compile_loss is not None or self._compile_metrics is not None:
-            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-        if self.optimizer is not None and not self.optimizer.built:
-            with self.distribute_strategy.scope():
-                self.optimizer.build(self.trainable_variables)
-        return None
 
     def test_step(self, data):
         self._loss_and_metrics(data, training=False)

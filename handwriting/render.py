@@ -1,4 +1,4 @@
-"""Strokes to pictures: SVG, PNG, animated GIF, and the attention map of the soft window.
+"""Strokes to pictures: SVG, PNG and animated GIF (the window's map: `attention_map`).
 
 A line of handwriting is a stroke array `[T, 3]` of `(dx, dy, eos)`: pen offsets from the
 previous point (the first from the origin), y growing upwards, `eos = 1` on the last point of
@@ -6,16 +6,12 @@ each stroke. Every function here takes one such array or a list of them (one per
 lines are stacked top to bottom as a paragraph. Screens grow y downwards, so y is flipped on the
 way out: a stroke that goes up in the data goes up on the screen.
 
-Layout (shared by every output): each line is shifted so that its leftmost point sits at the
-paragraph's left edge (or is centred / right-aligned within the widest line), and the median
-height of its points (roughly the middle of its lower-case letters, robust to ascenders and
-descenders) sits on the line's centre. Successive centres are `line_spacing` times the median
-line height apart. Distances stay in the strokes' own units; SVG keeps them in its viewBox,
-raster outputs scale them so that one line pitch is `line_height_px` pixels.
-
-Curves: consecutive points of a stroke are joined by the cubic Bezier segments of a
-Catmull-Rom spline through them (control points a third of the central difference away, capped
-at half of the segment's length so uneven spacing cannot make loops); one-point strokes are dots.
+Layout (`handwriting.layout`, shared by every output): each line's leftmost point at the
+paragraph's left edge (or centred / right-aligned), the median height of its points (roughly
+the middle of its lower-case letters) on the line's centre, centres `line_spacing` median line
+heights apart. Distances stay in the strokes' own units; SVG keeps them in its viewBox, raster
+outputs scale them so that one line pitch is `line_height_px` pixels. Strokes are drawn as
+Catmull-Rom splines (`handwriting.curves`); one-point strokes are dots.
 """
 
 import io
@@ -25,10 +21,12 @@ import numpy as np
 from lxml import etree
 from PIL import Image, ImageDraw, ImageFont
 
-from handwriting import files
+from handwriting import curves, files
+from handwriting import layout as layout_lib
+from handwriting.attention_map import attention_image  # noqa: F401  (part of this API)
+from handwriting.layout import ALIGNMENTS, split_strokes  # noqa: F401  (part of this API)
 
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
-ALIGNMENTS = ("left", "center", "right")
 # Bezier samples per segment when a curve is rasterised; enough for smooth curves at a few
 # pixels per pen step, cheap for long texts.
 _SAMPLES_PER_SEGMENT = 4
@@ -36,25 +34,6 @@ _SAMPLES_PER_SEGMENT = 4
 _SUPERSAMPLE = 4
 # Above this many supersampled pixels the factor is lowered so that huge pages stay in memory.
 _MAX_SUPERSAMPLED_PIXELS = 64_000_000
-
-
-def split_strokes(strokes) -> list:
-    """Returns the absolute pen positions of every stroke of one line.
-
-    Args:
-        strokes: `(T, 3)` array of `(dx, dy, eos)` offsets, y upwards.
-
-    Returns:
-        A list of `(N_i, 2)` float64 arrays of `(x, y)`, y upwards, one per stroke, in writing
-        order. Points after the last `eos = 1` form a final stroke; `T = 0` gives `[]`.
-    """
-    strokes = _check_strokes(strokes, "strokes")
-    if strokes.shape[0] == 0:
-        return []
-    positions = np.cumsum(strokes[:, :2].astype(np.float64), axis=0)  # [T, 2]
-    ends = np.flatnonzero(strokes[:, 2] > 0.5) + 1
-    pieces = np.split(positions, ends)
-    return [p for p in pieces if len(p)]
 
 
 def to_svg(
@@ -82,26 +61,30 @@ def to_svg(
     Returns:
         The SVG document as a string (UTF-8 XML with a declaration-free root `<svg>`).
     """
-    layout = _Layout(strokes_list, line_spacing=line_spacing, align=align)
-    pen = layout.unit * 0.025 if stroke_width is None else _positive(stroke_width, "stroke_width")
-    pad = layout.unit * 0.1 if margin is None else _non_negative(margin, "margin")
+    layout = layout_lib.Layout(strokes_list, line_spacing=line_spacing, align=align)
+    pen = (
+        layout.unit * 0.025
+        if stroke_width is None
+        else layout_lib.positive(stroke_width, "stroke_width")
+    )
+    pad = layout.unit * 0.1 if margin is None else layout_lib.non_negative(margin, "margin")
     pad = max(pad, pen)
     x0, y0, x1, y1 = layout.bounds()
     box_w, box_h = x1 - x0 + 2 * pad, y1 - y0 + 2 * pad
     if width is None:
         shown_w, shown_h = box_w, box_h
     else:
-        shown_w = _positive(width, "width")
+        shown_w = layout_lib.positive(width, "width")
         shown_h = shown_w * box_h / box_w
-    digits = _decimals(max(box_w, box_h))
+    digits = curves.decimals(max(box_w, box_h))
     svg = etree.Element(
         f"{{{SVG_NAMESPACE}}}svg",
         nsmap={None: SVG_NAMESPACE},
         attrib={
             "version": "1.1",
-            "width": _fmt(shown_w, 2),
-            "height": _fmt(shown_h, 2),
-            "viewBox": " ".join(_fmt(v, digits) for v in (x0 - pad, y0 - pad, box_w, box_h)),
+            "width": curves.fmt(shown_w, 2),
+            "height": curves.fmt(shown_h, 2),
+            "viewBox": " ".join(curves.fmt(v, digits) for v in (x0 - pad, y0 - pad, box_w, box_h)),
         },
     )
     group = etree.SubElement(
@@ -110,7 +93,7 @@ def to_svg(
         attrib={
             "fill": "none",
             "stroke": str(color),
-            "stroke-width": _fmt(pen, digits),
+            "stroke-width": curves.fmt(pen, digits),
             "stroke-linecap": "round",
             "stroke-linejoin": "round",
         },
@@ -121,7 +104,7 @@ def to_svg(
                 group,
                 f"{{{SVG_NAMESPACE}}}path",
                 attrib={
-                    "d": _path_data(points, digits),
+                    "d": curves.path_data(points, digits),
                     "data-line": str(line_index),
                     "data-stroke": str(stroke_index),
                 },
@@ -158,8 +141,8 @@ def to_image(
     Returns:
         `(H, W, 3)` uint8 RGB image.
     """
-    layout = _Layout(strokes_list, line_spacing=line_spacing, align=align)
-    line_height_px = int(_positive(line_height_px, "line_height_px"))
+    layout = layout_lib.Layout(strokes_list, line_spacing=line_spacing, align=align)
+    line_height_px = int(layout_lib.positive(line_height_px, "line_height_px"))
     labels = _check_labels(labels, len(layout.lines))
     canvas = _Canvas(
         layout,
@@ -221,15 +204,15 @@ def to_gif(
         The number of frames rendered; a GIF reader may count fewer, since identical
         neighbouring frames (a pen step that adds no visible ink) are merged when written.
     """
-    fps = _positive(fps, "fps")
+    fps = layout_lib.positive(fps, "fps")
     max_frames = int(max_frames)
     if max_frames < 2:
         raise ValueError(f"`max_frames` must be at least 2, received {max_frames}")
-    hold_s = _non_negative(hold_s, "hold_s")
-    layout = _Layout(strokes_list, line_spacing=line_spacing, align=align)
+    hold_s = layout_lib.non_negative(hold_s, "hold_s")
+    layout = layout_lib.Layout(strokes_list, line_spacing=line_spacing, align=align)
     canvas = _Canvas(
         layout,
-        line_height_px=int(_positive(line_height_px, "line_height_px")),
+        line_height_px=int(layout_lib.positive(line_height_px, "line_height_px")),
         width_px=width_px,
         stroke_px=stroke_px,
         label_px=0,
@@ -274,238 +257,6 @@ def to_gif(
     return len(images)
 
 
-def attention_image(phi, text: str, *, row_px: int = 14, max_width_px: int = 1024) -> np.ndarray:
-    """Draws the soft window's weights phi(t, u) as a heat map, characters down the side.
-
-    Rows are the characters of `text` (top first), columns are pen steps t (left to right).
-    Colours run from dark blue (0) through teal to yellow (the largest weight of that step).
-
-    Args:
-        phi: `(T, U)` window weights, `U = len(text)` or `len(text) + 1` (the extra row, one
-            past the last character, is labelled "end").
-        text: the text the window reads.
-        row_px: pixels per character row.
-        max_width_px: the plot is at most this wide; more steps are max-pooled into columns.
-
-    Returns:
-        `(H, W, 3)` uint8 RGB image with `H = U * row_px + 2 * row_px // 2`.
-    """
-    phi = np.asarray(phi, dtype=np.float64)
-    if phi.ndim != 2:
-        raise ValueError(f"`phi` must have shape (T, U), received {phi.shape}")
-    steps, chars = phi.shape
-    if chars not in (len(text), len(text) + 1):
-        raise ValueError(
-            f"`phi` has {chars} character columns for a text of {len(text)} characters; "
-            f"expected {len(text)} or {len(text) + 1}"
-        )
-    if not np.all(np.isfinite(phi)):
-        raise ValueError("`phi` holds NaN or infinite values")
-    row_px = int(_positive(row_px, "row_px"))
-    names = [_char_label(c) for c in text] + (["end"] if chars > len(text) else [])
-    font = ImageFont.load_default(size=max(8, round(row_px * 0.8)))
-    label_w = max([font.getbbox(n)[2] for n in names] + [1]) + row_px // 2
-    column_px = max(1, round(row_px * 2 / 7))  # pixels per pen step when there is room
-    plot_w = max(1, min(int(max_width_px), steps * column_px))
-    if steps == 0 or chars == 0:
-        grid = np.zeros((chars, plot_w))
-    else:
-        # Column j of the plot covers steps [edges[j], edges[j+1]); max-pool keeps peaks visible.
-        edges = np.linspace(0, steps, plot_w + 1)
-        starts = np.minimum(np.floor(edges[:-1]).astype(int), steps - 1)
-        ends = np.maximum(np.ceil(edges[1:]).astype(int), starts + 1)
-        pooled = [phi[s:e].max(axis=0) for s, e in zip(starts, ends, strict=True)]
-        grid = np.stack(pooled, axis=1)  # [U, W]
-    # Each column on its own scale: the window's total weight changes along a line (alpha is
-    # learnt), and one global scale would leave most steps dark; per column, the map shows
-    # where the window is at every step.
-    peak = grid.max(axis=0, keepdims=True) if grid.size else np.zeros((1, plot_w))
-    values = np.divide(grid, peak, out=np.zeros_like(grid), where=peak > 0)
-    heat = _heat_colors(values)  # [U, W, 3]
-    heat = np.repeat(heat, row_px, axis=0)
-    pad = row_px // 2
-    image = np.full((chars * row_px + 2 * pad, label_w + plot_w + pad, 3), 255, np.uint8)
-    image[pad : pad + chars * row_px, label_w : label_w + plot_w] = heat
-    pil = Image.fromarray(image)
-    draw = ImageDraw.Draw(pil)
-    for u, name in enumerate(names):
-        box = font.getbbox(name)
-        y = pad + u * row_px + (row_px - (box[3] - box[1])) / 2 - box[1]
-        draw.text((label_w - row_px // 4 - box[2], y), name, fill=(0, 0, 0), font=font)
-    return np.asarray(pil, dtype=np.uint8).copy()
-
-
-# ---------------------------------------------------------------------------------------------
-# Layout
-
-
-class _Layout:
-    """Lines of strokes placed on one page: absolute points, y downwards, in stroke units."""
-
-    def __init__(self, strokes_list, *, line_spacing, align):
-        if align not in ALIGNMENTS:
-            raise ValueError(f"`align` must be one of {ALIGNMENTS}, received {align!r}")
-        line_spacing = _positive(line_spacing, "line_spacing")
-        arrays = _as_lines(strokes_list)
-        raw = [split_strokes(a) for a in arrays]
-        self.num_points = sum(int(a.shape[0]) for a in arrays)
-        self.point_counts = [int(a.shape[0]) for a in arrays]
-        heights, widths, boxes = [], [], []
-        for line in raw:
-            if not line:
-                boxes.append(None)
-                continue
-            points = np.concatenate(line)
-            lo, hi = points.min(axis=0), points.max(axis=0)
-            boxes.append((lo, hi, float(np.median(points[:, 1]))))
-            heights.append(hi[1] - lo[1])
-            widths.append(hi[0] - lo[0])
-        # The unit every size defaults from: the median line height, else width, else 1.
-        positive_heights = [h for h in heights if h > 0]
-        positive_widths = [w for w in widths if w > 0]
-        if positive_heights:
-            self.unit = float(np.median(positive_heights))
-        elif positive_widths:
-            self.unit = float(np.median(positive_widths)) / 4
-        else:
-            self.unit = 1.0
-        self.pitch = line_spacing * self.unit
-        self.widest = max(widths, default=0.0)
-        self.lines = []
-        for index, (line, box) in enumerate(zip(raw, boxes, strict=True)):
-            if box is None:
-                self.lines.append([])
-                continue
-            lo, hi, middle = box
-            slack = self.widest - (hi[0] - lo[0])
-            shift_x = -lo[0] + {"left": 0.0, "center": slack / 2, "right": slack}[align]
-            centre = index * self.pitch
-            placed = []
-            for points in line:
-                xy = np.empty_like(points)
-                xy[:, 0] = points[:, 0] + shift_x
-                xy[:, 1] = centre - (points[:, 1] - middle)  # flip: y grows downwards now
-                placed.append(xy)
-            self.lines.append(placed)
-
-    def bounds(self):
-        """Returns `(x0, y0, x1, y1)` of every placed point, or a one-pitch box when empty."""
-        points = [p for line in self.lines for p in line]
-        if not points:
-            half = self.pitch / 2
-            return 0.0, -half, self.pitch, max(half, half + (len(self.lines) - 1) * self.pitch)
-        stacked = np.concatenate(points)
-        x0, y0 = stacked.min(axis=0)
-        x1, y1 = stacked.max(axis=0)
-        # Keep every line's slot, empty lines included, so labels and pitch stay regular.
-        half = self.pitch / 2
-        y0 = min(y0, -half)
-        y1 = max(y1, (len(self.lines) - 1) * self.pitch + half)
-        return float(x0), float(y0), float(x1), float(y1)
-
-
-def _as_lines(strokes_list) -> list:
-    """Returns a list of `(T, 3)` float arrays from one stroke array or a sequence of them."""
-    if isinstance(strokes_list, np.ndarray) and strokes_list.ndim == 2:
-        return [_check_strokes(strokes_list, "strokes")]
-    if isinstance(strokes_list, np.ndarray) and strokes_list.ndim != 3:
-        raise ValueError(
-            f"strokes must be one (T, 3) array or a list of them, received an array of shape "
-            f"{strokes_list.shape}"
-        )
-    try:
-        items = list(strokes_list)
-    except TypeError:
-        raise TypeError(
-            f"strokes must be one (T, 3) array or a list of them, "
-            f"received {type(strokes_list).__name__}"
-        ) from None
-    return [_check_strokes(s, f"line {i}") for i, s in enumerate(items)]
-
-
-def _check_strokes(strokes, name) -> np.ndarray:
-    array = np.asarray(strokes, dtype=np.float64)
-    if array.ndim == 1 and array.size == 0:
-        array = array.reshape(0, 3)
-    if array.ndim != 2 or array.shape[1] != 3:
-        raise ValueError(f"{name}: strokes must have shape (T, 3), received {array.shape}")
-    bad = np.flatnonzero(~np.all(np.isfinite(array), axis=1))
-    if bad.size:
-        raise ValueError(f"{name}: point {int(bad[0])} holds NaN or infinite values")
-    return array
-
-
-# ---------------------------------------------------------------------------------------------
-# Curves
-
-
-def _bezier_segments(points):
-    """Returns the cubic Bezier segments `(start, control1, control2, end)`, each `[N-1, 2]`.
-
-    Catmull-Rom tangents (central differences, one-sided at the ends), capped at half the
-    segment's length on each side.
-    """
-    previous = np.concatenate([points[:1], points[:-1]])
-    following = np.concatenate([points[1:], points[-1:]])
-    tangents = (following - previous) / 2.0  # [N, 2]
-    start, end = points[:-1], points[1:]
-    length = np.linalg.norm(end - start, axis=1, keepdims=True)  # [N-1, 1]
-    out_handle = _cap(tangents[:-1] / 3.0, length / 2.0)
-    in_handle = _cap(tangents[1:] / 3.0, length / 2.0)
-    return start, start + out_handle, end - in_handle, end
-
-
-def _cap(vectors, limit):
-    norm = np.linalg.norm(vectors, axis=1, keepdims=True)
-    scale = np.where(norm > limit, limit / np.maximum(norm, 1e-300), 1.0)
-    return vectors * scale
-
-
-def _path_data(points, digits) -> str:
-    def xy(p):
-        return f"{_fmt(p[0], digits)} {_fmt(p[1], digits)}"
-
-    if len(points) == 1:
-        return f"M{xy(points[0])} l0 0"
-    start, c1, c2, end = _bezier_segments(points)
-    parts = [f"M{xy(start[0])}"]
-    for a, b, p in zip(c1, c2, end, strict=True):
-        parts.append(f"C{xy(a)} {xy(b)} {xy(p)}")
-    return " ".join(parts)
-
-
-def _sample_curve(points, samples):
-    """Returns `(xy [S, 2], point_index [S])` along the spline through `points`."""
-    if len(points) == 1:
-        return points.copy(), np.zeros(1, np.int64)
-    start, c1, c2, end = _bezier_segments(points)
-    t = (np.arange(1, samples + 1) / samples)[None, :, None]  # [1, s, 1]
-    u = 1.0 - t
-    curve = (
-        u**3 * start[:, None]
-        + 3 * u**2 * t * c1[:, None]
-        + 3 * u * t**2 * c2[:, None]
-        + t**3 * end[:, None]
-    )  # [N-1, s, 2]
-    xy = np.concatenate([points[:1], curve.reshape(-1, 2)])
-    index = np.concatenate([[0], np.repeat(np.arange(1, len(points)), samples)])
-    return xy, index
-
-
-def _fmt(value, digits) -> str:
-    text = f"{value:.{digits}f}"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
-
-
-def _decimals(extent) -> int:
-    """Decimals that keep about 1e-5 of `extent` in SVG coordinates."""
-    if extent <= 0:
-        return 3
-    return int(min(8, max(0, 5 - math.floor(math.log10(extent)))))
-
-
 # ---------------------------------------------------------------------------------------------
 # Raster
 
@@ -521,13 +272,13 @@ class _Polyline:
 
 
 class _Canvas:
-    """A supersampled greyscale ink layer for a `_Layout`, finished into RGB images."""
+    """A supersampled greyscale ink layer for a `Layout`, finished into RGB images."""
 
     def __init__(self, layout, *, line_height_px, width_px, stroke_px, label_px):
         self.layout = layout
         self.label_px = label_px
         stroke_px = max(1.0, line_height_px / 32) if stroke_px is None else stroke_px
-        self.stroke_px = _positive(stroke_px, "stroke_px")
+        self.stroke_px = layout_lib.positive(stroke_px, "stroke_px")
         x0, y0, x1, y1 = layout.bounds()
         scale = line_height_px / layout.pitch  # px per stroke unit
         pad_px = math.ceil(self.stroke_px) + 2
@@ -565,7 +316,7 @@ class _Canvas:
         for line_index, line in enumerate(self.layout.lines):
             offset = first
             for points in line:
-                xy, index = _sample_curve(points, _SAMPLES_PER_SEGMENT)
+                xy, index = curves.sample_curve(points, _SAMPLES_PER_SEGMENT)
                 pixels = self.to_pixels(xy, line_index) * self.factor
                 yield _Polyline(pixels, index + offset, offset, offset + len(points) - 1)
                 offset += len(points)
@@ -652,41 +403,3 @@ def _to_pil(image) -> Image.Image:
     raise ValueError(
         f"an image must have shape (H, W), (H, W, 3) or (H, W, 4), received {array.shape}"
     )
-
-
-# Heat-map colour ramp: value -> RGB, linear between these stops (dark blue, teal, yellow).
-_HEAT_STOPS = np.array([0.0, 0.35, 0.7, 1.0])
-_HEAT_COLORS = np.array([[20, 18, 70], [35, 105, 140], [60, 185, 115], [250, 230, 40]], float)
-
-
-def _heat_colors(values):
-    """Maps values in [0, 1] to uint8 RGB along the heat ramp."""
-    values = np.clip(values, 0.0, 1.0)
-    channels = [np.interp(values, _HEAT_STOPS, _HEAT_COLORS[:, c]) for c in range(3)]
-    return np.rint(np.stack(channels, axis=-1)).astype(np.uint8)
-
-
-def _char_label(char) -> str:
-    if char == " ":
-        return "\u00b7"  # a middle dot stands for the space
-    return char if char.isprintable() else f"U+{ord(char):04X}"
-
-
-def _positive(value, name) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"`{name}` must be a number, received {value!r}") from None
-    if not math.isfinite(number) or number <= 0:
-        raise ValueError(f"`{name}` must be a positive number, received {value!r}")
-    return number
-
-
-def _non_negative(value, name) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"`{name}` must be a number, received {value!r}") from None
-    if not math.isfinite(number) or number < 0:
-        raise ValueError(f"`{name}` must be a non-negative number, received {value!r}")
-    return number

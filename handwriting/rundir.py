@@ -1,4 +1,4 @@
-"""The run directory: every file name once, and loading a trained model from one.
+"""The run directory: every file name once, loading a trained model, and a run's progress.
 
 A training run's directory holds everything that sampling and export read back, so no number
 is typed twice; an export's directory holds the same first three files beside its samplers:
@@ -8,7 +8,9 @@ is typed twice; an export's directory holds the same first three files beside it
                        (`handwriting.dataset_info`)
     model.keras        the network at its best validation loss so far (what `load` reads)
     styles.json        optional: named style primes (`handwriting.sample.load_styles`)
-    checkpoint/        the latest training state: `state.json` and the weights file it names
+    checkpoint/        the latest training state: `state.json` (`TrainingState`) and the
+                       files of the checkpoint it names: the weights and optimiser slots, and
+                       the position of the training data's iterator
     logs/              TensorBoard: train/ and validation/ (scalars at the optimiser step),
                        samples/ (handwriting of held-out sentences, the attention map)
     samples.png        held-out sentences written at bias 1 by the best network (at the end)
@@ -17,15 +19,16 @@ is typed twice; an export's directory holds the same first three files beside it
 
 import dataclasses
 import json
+import math
 import os
 import zipfile
 
 from handwriting import config as config_lib
-from handwriting import dataset_info
+from handwriting import dataset_info, files
 from handwriting.alphabet import Alphabet
 from handwriting.config import Config, ConfigError
 from handwriting.dataset_info import DatasetError, DatasetInfo
-from handwriting.errors import SampleError
+from handwriting.errors import SampleError, TrainingError
 
 CONFIG_FILENAME = config_lib.FILENAME
 DATASET_FILENAME = dataset_info.FILENAME
@@ -36,8 +39,12 @@ MODEL_FILENAME = "model.keras"
 # Optional file of a model directory with named style primes (`sample.load_styles`).
 STYLES_FILENAME = "styles.json"
 CHECKPOINT_DIR = "checkpoint"
-# The training state inside checkpoint/ (`handwriting.training.TrainingState`).
+# Inside checkpoint/: the training state (`TrainingState`), and the files of the checkpoint of
+# step N that it names: the network and optimiser (`Model.save_weights`), and the prefix of
+# the `tf.train.Checkpoint` of the training data's iterator (`.index`, `.data-*` files).
 STATE_FILENAME = "state.json"
+WEIGHTS_FILENAME = "step-{step:09d}.weights.h5"
+ITERATOR_PREFIX = "step-{step:09d}.iterator"
 LOG_DIR = "logs"
 SAMPLES_PNG = "samples.png"
 ATTENTION_PNG = "attention.png"
@@ -141,3 +148,168 @@ def _load_dataset_info(directory) -> DatasetInfo:
         raise SampleError(f"{path}: not valid JSON: line {e.lineno}: {e.msg}") from None
     except DatasetError as e:
         raise SampleError(str(e)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# A training run's progress (checkpoint/state.json) and the checks before it starts or resumes
+
+STATE_FORMAT_VERSION = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingState:
+    """What `checkpoint/state.json` records: a run's progress and its checkpoint's files."""
+
+    step: int  # optimiser steps done = batches drawn from the training stream
+    weights: str  # file name, inside checkpoint/, of the network and optimiser weights
+    iterator: str  # prefix, inside checkpoint/, of the training data iterator's checkpoint
+    elapsed_seconds: float  # training time so far, all sessions together
+    best_val_loss: float | None  # lowest validation nats per line so far (model.keras)
+    best_step: int  # the step of best_val_loss
+    early_stopping_wait: int  # validations since the last improvement
+
+    def validated(self, step: int, val_loss: float) -> "TrainingState":
+        """The state after a validation at `step`: a new best loss, or one more without."""
+        if math.isfinite(val_loss) and (
+            self.best_val_loss is None or val_loss < self.best_val_loss
+        ):
+            return dataclasses.replace(
+                self, best_val_loss=float(val_loss), best_step=step, early_stopping_wait=0
+            )
+        return dataclasses.replace(self, early_stopping_wait=self.early_stopping_wait + 1)
+
+    def holds(self, name: str) -> bool:
+        """True when `name`, a file inside checkpoint/, belongs to this state's checkpoint."""
+        return name == self.weights or name.startswith(self.iterator + ".")
+
+    def to_json(self) -> dict:
+        return {"format_version": STATE_FORMAT_VERSION, **dataclasses.asdict(self)}
+
+    def save(self, run_dir) -> None:
+        """Writes `run_dir/checkpoint/state.json` atomically."""
+        text = json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n"
+        files.write_text(os.path.join(run_dir, CHECKPOINT_DIR, STATE_FILENAME), text)
+
+    @classmethod
+    def load(cls, run_dir) -> "TrainingState | None":
+        """Reads `run_dir/checkpoint/state.json`; None when there is none."""
+        path = os.path.join(run_dir, CHECKPOINT_DIR, STATE_FILENAME)
+        try:
+            with open(path, encoding="utf-8") as f:
+                obj = json.load(f)
+        except FileNotFoundError:
+            return None
+        except json.JSONDecodeError as e:
+            raise TrainingError(f"{path}: not valid JSON: line {e.lineno}: {e.msg}") from None
+        if not isinstance(obj, dict) or obj.get("format_version") != STATE_FORMAT_VERSION:
+            raise TrainingError(
+                f"{path}: format_version must be {STATE_FORMAT_VERSION}, received "
+                f"{obj.get('format_version') if isinstance(obj, dict) else obj!r}"
+            )
+        fields = {f.name for f in dataclasses.fields(cls)}
+        missing = sorted(fields - set(obj))
+        if missing:
+            raise TrainingError(f"{path}: missing fields {missing}")
+        state = cls(**{k: obj[k] for k in fields})
+        for name in (state.weights, state.iterator + ".index"):
+            if not os.path.isfile(os.path.join(run_dir, CHECKPOINT_DIR, name)):
+                raise TrainingError(f"{path}: names {name}, which is missing")
+        return state
+
+
+def resolve_config(run_dir, preset_name, overrides, resume) -> Config:
+    """The configuration of a run: the stored one when resuming, else the preset's.
+
+    Args:
+        run_dir: the run directory.
+        preset_name: `paper`, `demo` or `tiny`; ignored when resuming a stored run.
+        overrides: `section.field=value` strings applied last (`Config.with_overrides`).
+        resume: continue the run stored in `run_dir` (when there is one).
+
+    Raises:
+        ConfigError: an unknown preset, key or value; the message names it.
+    """
+    if resume and os.path.isfile(os.path.join(run_dir, CONFIG_FILENAME)):
+        base = Config.load(run_dir)
+    else:
+        base = config_lib.preset(preset_name)
+    return base.with_overrides(list(overrides))
+
+
+def _differences(old: Config, new: Config, sections=("model", "train", "data")) -> list:
+    """`section.field: old -> new` for every field that differs."""
+    out = []
+    old_json, new_json = old.to_json(), new.to_json()
+    for section in sections:
+        for key in sorted(new_json[section]):
+            a, b = old_json[section].get(key), new_json[section][key]
+            if a != b:
+                out.append(f"{section}.{key}: {a!r} -> {b!r}")
+    return out
+
+
+def check_run_dir(run_dir, config: Config, resume: bool, log) -> TrainingState | None:
+    """Refuses to mix runs in one directory; returns the state to resume from, if any.
+
+    Raises:
+        TrainingError: `run_dir` holds another run, or this one without `resume`, or
+            `resume` would change the model.
+    """
+    if not os.path.isfile(os.path.join(run_dir, CONFIG_FILENAME)):
+        if os.path.isdir(os.path.join(run_dir, CHECKPOINT_DIR)):
+            raise TrainingError(
+                f"{run_dir}: holds a checkpoint but no config.json; it is not a run directory "
+                "this version wrote; choose another --logdir"
+            )
+        return None
+    stored = Config.load(run_dir)
+    state = TrainingState.load(run_dir)
+    progress = f"at step {state.step}" if state else "with no checkpoint yet"
+    if not resume:
+        changed = _differences(stored, config)
+        if not changed and state is None:
+            return None  # the same run, stopped before its first checkpoint: start it again
+        if changed:
+            raise TrainingError(
+                f"{run_dir}: holds a run with another configuration ({progress}; differs in "
+                f"{'; '.join(changed)}). Pass --resume to continue that run (with its stored "
+                "configuration), or choose another --logdir"
+            )
+        raise TrainingError(
+            f"{run_dir}: already holds this run ({progress}). Pass --resume to continue it, "
+            "or choose another --logdir"
+        )
+    shape = _differences(stored, config, sections=("model",))
+    if shape:
+        raise TrainingError(
+            f"{run_dir}: the model cannot change when a run is resumed ({'; '.join(shape)}); "
+            "start a new run in another --logdir"
+        )
+    changed = _differences(stored, config, sections=("train", "data"))
+    if changed:
+        log(f"Resuming with changed settings: {'; '.join(changed)}")
+    return state
+
+
+def check_dataset(run_dir, info: DatasetInfo, data_dir) -> None:
+    """A resumed run must read text with its alphabet and points with its statistics."""
+    path = os.path.join(run_dir, DATASET_FILENAME)
+    if not os.path.isfile(path):
+        return
+    try:
+        with open(path, encoding="utf-8") as f:
+            stored = DatasetInfo.from_json(json.load(f), where=path)
+    except json.JSONDecodeError as e:
+        raise TrainingError(f"{path}: not valid JSON: line {e.lineno}: {e.msg}") from None
+    problems = []
+    if stored.alphabet != info.alphabet:
+        problems.append("the alphabet")
+    if tuple(stored.offset_mean) != tuple(info.offset_mean) or tuple(stored.offset_std) != tuple(
+        info.offset_std
+    ):
+        problems.append("the normalisation statistics")
+    if problems:
+        raise TrainingError(
+            f"{os.path.join(data_dir, DATASET_FILENAME)}: {' and '.join(problems)} differ from "
+            f"those the run was trained with ({path}); a network cannot switch data encodings"
+        )

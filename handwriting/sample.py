@@ -6,9 +6,10 @@
 
 What happens for a batch of B lines (all run together; each line stops on its own):
 
-1. Every text is checked against the model's alphabet (`check_text`); a character outside it is
-   an error naming the character, its position and the alphabet.
-2. With a style prime (`Prime`: a real line's strokes and its transcription), each line's text
+1. Every text is checked against the model's alphabet (`handwriting.text.check_text`); a
+   character outside it is an error naming the character, its position and the alphabet.
+2. With a style prime (`handwriting.strokes.Prime`: a real line's strokes and its
+   transcription, from a file or a named style of `handwriting.styles`), each line's text
    becomes `prime.text + " " + text` and the network first reads the prime's points (teacher
    forcing), so the window sits at the end of the prime text and the LSTM state holds its
    style. Without one, the network reads the start point `(0, 0, 0)`.
@@ -16,11 +17,12 @@ What happens for a batch of B lines (all run together; each line stops on its ow
    and the window weights phi(t, u). The line stops when the window has passed the text,
    phi(t, U) > phi(t, u) for every character u = 0 .. U-1 (position U is one past the last
    character; the paper's phi(t, U+1) with 1-based u), or when it has used its point budget
-   (`points_per_char` times its characters plus one). Otherwise x_{t+1} is drawn from the
-   mixture with sampling bias b (Graves eq. 61-62, `mixture.sample_point`) and four random
-   numbers from the line's seeded stream (`handwriting.draws`), and the network reads it.
-4. The points are denormalised with the training statistics; the last point of each line gets
-   eos = 1. An unprimed line starts with the start point `(0, 0, 0)`.
+   (`point_budget`: `points_per_char` times its characters plus one). Otherwise x_{t+1} is
+   drawn from the mixture with sampling bias b (Graves eq. 61-62, `mixture.sample_point`) and
+   four random numbers from the line's seeded stream (`handwriting.draws`), and the network
+   reads it.
+4. `finish_line`: the points are denormalised with the training statistics; the last point of
+   each line gets eos = 1. An unprimed line starts with the start point `(0, 0, 0)`.
 
 The loop is one `tf.function` (`sampling_loop`), the very function the exported SavedModel
 runs, and the random draws come from PCG64 streams that numpy and the LiteRT runner reproduce,
@@ -30,46 +32,23 @@ Axes: B lines, T pen steps, U characters, K window Gaussians, M mixtures.
 """
 
 import dataclasses
-import json
 import math
-import os
-import textwrap
-import unicodedata
 
 import numpy as np
 import tensorflow as tf
 
 from handwriting import draws, mixture, window
-from handwriting.alphabet import Alphabet
-from handwriting.dataset_info import DatasetError, DatasetInfo
 from handwriting.errors import SampleError
 from handwriting.rundir import (
-    STYLES_FILENAME,
     Synthesizer,
     load,  # noqa: F401  (the public API: `sample.load`, `generate`)
 )
+from handwriting.strokes import Prime, check_prime
+from handwriting.text import DEFAULT_WIDTH, MAX_TEXT_CHARS, check_text, encode_batch, wrap
 
-# Most characters a request may hold (all lines together): beyond, the text is refused
-# rather than sampled for minutes.
-MAX_TEXT_CHARS = 2000
-# Characters per line when a paragraph is wrapped.
-DEFAULT_WIDTH = 60
 # Point budget per character (plus one): about twice what a hand needs (IAM-OnDB writes
 # about 20 points per character), so only a window that never reaches the end runs into it.
 POINTS_PER_CHAR = 40
-# Longest prime accepted, in points (IAM-OnDB lines have about 700).
-MAX_PRIME_POINTS = 4000
-# Format tag of the project's stroke JSON (`save_strokes_json` / `load_prime`).
-STROKES_FORMAT = "handwriting-strokes"
-
-
-@dataclasses.dataclass(frozen=True)
-class Prime:
-    """A real line used to set the style: raw `(T, 3)` strokes (y up) and its transcription."""
-
-    strokes: np.ndarray
-    text: str
-    source: str = ""  # where it came from, for messages
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,278 +68,6 @@ class Sample:
     strokes: np.ndarray
     finished: bool
     phi: np.ndarray | None = None
-
-
-# ---------------------------------------------------------------------------------------------
-# Text
-
-
-def check_text(text, alphabet: Alphabet, *, what: str = "text", allow_newlines=False) -> str:
-    """Returns `text` if the model can write it, else raises `SampleError` saying why.
-
-    Refused: a non-string, empty or blank text, more than `MAX_TEXT_CHARS` characters,
-    control characters (newlines are line breaks where `allow_newlines`), and characters
-    outside the alphabet (each named with its position, up to five, and the alphabet).
-    """
-    if not isinstance(text, str):
-        raise SampleError(f"{what} must be a string, received {type(text).__name__}")
-    if not text.strip():
-        raise SampleError(f"{what} is empty; give at least one character to write")
-    if len(text) > MAX_TEXT_CHARS:
-        raise SampleError(
-            f"{what} has {len(text)} characters; the limit is {MAX_TEXT_CHARS} per request"
-        )
-    allowed_controls = "\n" if allow_newlines else ""
-    for position, char in enumerate(text):
-        if unicodedata.category(char).startswith("C") and char not in allowed_controls:
-            raise SampleError(
-                f"{what} holds the control character {_describe(char)} at position "
-                f"{position}; only printable characters can be written"
-                + (" (newlines break lines)" if allow_newlines else "")
-            )
-    unknown = [(i, c) for i, c in alphabet.unknown_chars(text) if c not in allowed_controls]
-    if unknown:
-        listed = ", ".join(f"{_describe(c)} at position {i}" for i, c in unknown[:5])
-        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-        raise SampleError(
-            f"{what} holds characters outside the model's alphabet: {listed}{more}. "
-            f"The alphabet is: {alphabet.chars!r}"
-        )
-    return text
-
-
-def _describe(char: str) -> str:
-    name = unicodedata.name(char, "")
-    shown = repr(char) if char.isprintable() else f"U+{ord(char):04X}"
-    return f"{shown} (U+{ord(char):04X}{', ' + name if name else ''})"
-
-
-def wrap(text: str, width: int = DEFAULT_WIDTH) -> list:
-    """Splits `text` into lines of at most `width` characters, at spaces where possible.
-
-    Newlines end paragraphs (blank lines are dropped); runs of spaces become one; a word
-    longer than `width` is broken.
-    """
-    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
-        raise SampleError(f"`width` must be a positive int, received {width!r}")
-    lines = []
-    for paragraph in text.split("\n"):
-        words = paragraph.split()
-        if words:
-            lines += textwrap.wrap(" ".join(words), width, break_on_hyphens=False)
-    return lines
-
-
-# ---------------------------------------------------------------------------------------------
-# Priming
-
-
-def load_prime(path, text=None) -> Prime:
-    """Reads a style prime from a file: an IAM-OnDB line XML or the project's stroke JSON.
-
-    Args:
-        path: a `.xml` file (IAM-OnDB `lineStrokes` layout; its text must be given) or a
-            `.json` file as `save_strokes_json` writes it (its first line is used; `text`
-            overrides the transcription stored there).
-        text: the transcription of the handwriting in the file.
-
-    Raises:
-        SampleError: the file is missing, malformed, hostile, or gives no transcription.
-    """
-    path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read(64 * 1024 * 1024 + 1)
-    except OSError as e:
-        raise SampleError(f"{path}: cannot be read ({e.strerror})") from None
-    if len(data) > 64 * 1024 * 1024:
-        raise SampleError(f"{path}: larger than 64 MiB; a prime is one line of handwriting")
-    if path.lower().endswith(".xml") or data.lstrip()[:1] == b"<":
-        strokes = _strokes_from_xml(data, path)
-        if text is None:
-            raise SampleError(f"{path}: an XML prime needs its transcription (--prime-text)")
-    else:
-        strokes, stored_text = _strokes_from_json(data, path)
-        text = stored_text if text is None else text
-        if text is None:
-            raise SampleError(f"{path}: holds no `text`; give the transcription (--prime-text)")
-    return _check_prime(Prime(strokes=strokes, text=text, source=path))
-
-
-def _strokes_from_xml(data, path):
-    from data_prep import clean, iam_ondb
-
-    try:
-        x, y, lengths = iam_ondb.parse_line_xml(data, path)
-    except iam_ondb.LineError as e:
-        raise SampleError(str(e)) from None
-    strokes, _ = clean.to_stroke_array(x, y, lengths)
-    return strokes
-
-
-def _strokes_from_json(data, path):
-    try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SampleError(f"{path}: not valid UTF-8 JSON ({e})") from None
-    if isinstance(obj, dict) and "lines" in obj:
-        lines = obj["lines"]
-        if not isinstance(lines, list) or not lines:
-            raise SampleError(f"{path}: `lines` must be a non-empty list")
-        obj = lines[0]
-    if not isinstance(obj, dict) or "strokes" not in obj:
-        raise SampleError(
-            f"{path}: expected an object with `strokes` ([[dx, dy, eos], ...]) and `text`"
-        )
-    try:
-        strokes = np.asarray(obj["strokes"], dtype=np.float32)
-    except (TypeError, ValueError):
-        raise SampleError(f"{path}: `strokes` must be a list of [dx, dy, eos] numbers") from None
-    if strokes.ndim != 2 or strokes.shape[1] != 3:
-        raise SampleError(f"{path}: `strokes` must have shape (T, 3), received {strokes.shape}")
-    text = obj.get("text")
-    if text is not None and not isinstance(text, str):
-        raise SampleError(f"{path}: `text` must be a string")
-    return strokes, text
-
-
-def _check_prime(prime: Prime) -> Prime:
-    strokes = np.asarray(prime.strokes, dtype=np.float32)
-    where = prime.source or "prime"
-    if strokes.ndim != 2 or strokes.shape[1] != 3 or strokes.shape[0] < 2:
-        raise SampleError(f"{where}: a prime needs at least 2 points of (dx, dy, eos)")
-    if strokes.shape[0] > MAX_PRIME_POINTS:
-        raise SampleError(
-            f"{where}: {strokes.shape[0]} points; a prime is one line (at most "
-            f"{MAX_PRIME_POINTS} points)"
-        )
-    bad = np.flatnonzero(~np.isfinite(strokes).all(axis=1))
-    if bad.size:
-        raise SampleError(f"{where}: point {int(bad[0])} holds NaN or infinite values")
-    if not np.isin(strokes[:, 2], (0.0, 1.0)).all():
-        raise SampleError(f"{where}: eos values must be 0 or 1")
-    return dataclasses.replace(prime, strokes=strokes)
-
-
-def load_styles(directory) -> dict:
-    """Reads `directory/styles.json`: `{"lines": [{"id", "text", "strokes"}, ...]}` -> by id."""
-    path = os.path.join(directory, STYLES_FILENAME)
-    if not os.path.isfile(path):
-        return {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            obj = json.load(f)
-        return {
-            line["id"]: _check_prime(
-                Prime(np.asarray(line["strokes"], np.float32), line["text"], f"{path}:{line['id']}")
-            )
-            for line in obj["lines"]
-        }
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise SampleError(f"{path}: malformed styles file ({type(e).__name__}: {e})") from None
-
-
-def save_styles(directory, styles: dict) -> str:
-    """Writes `directory/styles.json` (as `load_styles` reads it) from `{id: Prime}`, atomically.
-
-    Returns the path written.
-    """
-    from handwriting import files
-
-    path = os.path.join(directory, STYLES_FILENAME)
-    obj = {
-        "lines": [
-            {
-                "id": line_id,
-                "text": styles[line_id].text,
-                "strokes": np.round(styles[line_id].strokes.astype(np.float64), 4).tolist(),
-            }
-            for line_id in sorted(styles)
-        ]
-    }
-    files.write_text(path, json.dumps(obj, ensure_ascii=False) + "\n")
-    return path
-
-
-def prime_from_dataset(synth: Synthesizer, line_id: str, data_dir=None) -> Prime:
-    """Finds the line `line_id` among the model's named styles or in its data set's shards.
-
-    Args:
-        synth: the loaded model (its `styles.json` is searched first).
-        line_id: e.g. `a01-000u-01`.
-        data_dir: the data set folder; None: the run's `data.dir`.
-    """
-    styles = load_styles(synth.directory) if synth.directory else {}
-    if line_id in styles:
-        return styles[line_id]
-    data_dir = os.fspath(data_dir) if data_dir is not None else synth.config.data.dir
-    try:
-        info = DatasetInfo.load(data_dir)
-    except DatasetError as e:
-        known = f"; the model's styles are {sorted(styles)}" if styles else ""
-        raise SampleError(
-            f"style {line_id!r} is not one of the model's styles and needs the data set: "
-            f"{e}{known}. `python -m handwriting styles` lists them"
-        ) from None
-    from handwriting import records
-
-    target = line_id.encode("utf-8")
-    spec = {"line_id": records.FEATURE_SPEC["line_id"]}
-    for split in sorted(info.splits):
-        paths = info.shard_paths(data_dir, split)
-        for batch in tf.data.TFRecordDataset(paths).batch(512):
-            ids = tf.io.parse_example(batch, spec)["line_id"].numpy()
-            hits = np.flatnonzero(ids == target)
-            if hits.size:
-                line = records.parse_line(batch[int(hits[0])])
-                return _check_prime(
-                    Prime(
-                        strokes=line["strokes"].numpy(),
-                        text=line["text"].numpy().decode("utf-8"),
-                        source=f"{data_dir}:{split}:{line_id}",
-                    )
-                )
-    raise SampleError(
-        f"style {line_id!r}: no line with that id in {data_dir}; "
-        "`python -m handwriting styles` lists them"
-    )
-
-
-def dataset_line_ids(synth: Synthesizer, data_dir=None, *, limit: int = 20):
-    """The line ids `prime_from_dataset` finds in the model's data set, split by split.
-
-    Args:
-        synth: the loaded model.
-        data_dir: the data set folder; None: the run's `data.dir`.
-        limit: most lines listed per split (the first ones in shard order).
-
-    Returns:
-        `(data_dir, {split: (lines in the split, [(line_id, text), ...])})`, or None when
-        there is no usable data set there.
-    """
-    data_dir = os.fspath(data_dir) if data_dir is not None else synth.config.data.dir
-    try:
-        info = DatasetInfo.load(data_dir)
-    except DatasetError:
-        return None
-    from handwriting import records
-
-    spec = {key: records.FEATURE_SPEC[key] for key in ("line_id", "text")}
-    out = {}
-    for split in sorted(info.splits):
-        lines = []
-        if limit > 0:
-            paths = info.shard_paths(data_dir, split)
-            for batch in tf.data.TFRecordDataset(paths).take(limit).batch(limit):
-                parsed = tf.io.parse_example(batch, spec)
-                lines = [
-                    (line_id.decode("utf-8"), text.decode("utf-8"))
-                    for line_id, text in zip(
-                        parsed["line_id"].numpy(), parsed["text"].numpy(), strict=True
-                    )
-                ]
-        out[split] = (info.splits[split].lines, lines)
-    return data_dir, out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -413,33 +120,29 @@ def generate(
     prefix = ""
     prime_points = np.zeros((0, 3), np.float32)
     if prime is not None:
-        prime = _check_prime(prime)
+        prime = check_prime(prime)
         check_text(prime.text, synth.alphabet, what=f"the prime text ({prime.source})")
         prefix = prime.text + " "
         prime_points = normalize(synth, prime.strokes)
     full = [prefix + t for t in texts]
     chars, mask = encode_batch(synth.alphabet, full)
-    budgets = np.array([math.ceil(points_per_char * (len(t) + 1)) for t in texts], np.int32)
     start = normalize(synth, np.zeros((1, 3), np.float32))[0]
     run = _loop_function(synth.model, return_phi)
     out = run(
         tf.constant(chars),
         tf.constant(mask),
-        tf.constant(budgets),
+        point_budget([len(t) for t in texts], points_per_char),
         tf.fill([len(texts)], tf.constant(float(bias), tf.float32)),
         tf.constant(seed, tf.int64),
         tf.constant(prime_points),
         tf.constant(start),
     )
-    points = out["points"].numpy()  # [S, B, 3] normalised
     counts = out["counts"].numpy()  # [B]
     finished = out["finished"].numpy()  # [B]
     samples = []
     for i, text in enumerate(texts):
-        line = denormalize(synth, points[: counts[i], i])
-        if prime is None:
-            line = np.concatenate([np.zeros((1, 3), np.float32), line])
-        line[-1, 2] = 1.0
+        drawn = out["points"][: counts[i], i]  # [T, 3] normalised
+        line = finish_line(synth, drawn, origin=prime is None).numpy()
         phi = None
         if return_phi:
             length = len(full[i])
@@ -464,26 +167,68 @@ def write_paragraph(synth: Synthesizer, text: str, *, width: int = DEFAULT_WIDTH
     return generate(synth, lines, **kwargs)
 
 
-def encode_batch(alphabet: Alphabet, texts):
-    """Returns `(chars (B, U) int32, mask (B, U) bool)`, 0-padded to the longest text."""
-    width = max(len(t) for t in texts)
-    chars = np.zeros((len(texts), width), np.int32)
-    for i, text in enumerate(texts):
-        chars[i, : len(text)] = alphabet.encode(text)
-    return chars, chars != 0
+# ---------------------------------------------------------------------------------------------
+# A line's budget and its strokes (the SavedModel's too; the LiteRT runner mirrors them)
+
+
+def point_budget(text_lengths, points_per_char=POINTS_PER_CHAR):
+    """The most points each line may draw: `ceil(points_per_char * (characters + 1))`.
+
+    Args:
+        text_lengths: `(B,)` characters of each line's text (a prime's not counted): a list,
+            an array or an int tensor (also inside a `tf.function`).
+        points_per_char: the budget per character, > 0.
+
+    Returns:
+        `(B,)` int32 tensor, computed in float64: `math.ceil` of the product in Python gives
+        the same numbers (the LiteRT runner computes it so).
+    """
+    lengths = tf.cast(text_lengths, tf.float64)
+    per_char = tf.convert_to_tensor(points_per_char, tf.float64)
+    return tf.cast(tf.math.ceil(per_char * (lengths + 1.0)), tf.int32)
+
+
+def finish_line(synth: Synthesizer, drawn, *, origin: bool = True):
+    """The strokes of a sampled line: its drawn points in the data's units, ready to draw.
+
+    The points are denormalised (in float64, rounded once to float32), the start point
+    `(0, 0, 0)` goes first unless the line went on from a prime's last point, and the last
+    point gets eos = 1 (the pen is lifted when the line ends). Runs eagerly and inside a
+    `tf.function` (the SavedModel's); the LiteRT runner mirrors it.
+
+    Args:
+        synth: the model (its offset statistics).
+        drawn: `(T, 3)` normalised points drawn for the line, as `sampling_loop` returns them
+            (`points[:counts[i], i]`).
+        origin: put the start point first (an unprimed line).
+
+    Returns:
+        `(T + 1, 3)` (`(T, 3)` without `origin`) float32 tensor of `(dx, dy, eos)`, y up.
+    """
+    strokes = tf.cast(denormalize(synth, tf.cast(drawn, tf.float64)), tf.float32)  # [T, 3]
+    if origin:
+        strokes = tf.concat([tf.zeros([1, 3], tf.float32), strokes], axis=0)
+    count = tf.shape(strokes)[0]
+    eos = tf.where(tf.range(count) == count - 1, 1.0, strokes[:, 2])  # [T]
+    return tf.concat([strokes[:, :2], eos[:, None]], axis=1)
 
 
 def normalize(synth: Synthesizer, strokes) -> np.ndarray:
+    """Raw `(..., 3)` `(dx, dy, eos)` points to what the network reads, float32."""
     from handwriting.data import normalize_strokes
 
     return normalize_strokes(np.asarray(strokes, np.float32), synth.offset_mean, synth.offset_std)
 
 
-def denormalize(synth: Synthesizer, strokes) -> np.ndarray:
+def denormalize(synth: Synthesizer, strokes):
+    """Network points back to raw `(dx, dy, eos)`: a tensor or an array of the input's dtype."""
     from handwriting.data import denormalize_strokes
 
-    strokes = np.asarray(strokes, np.float32)
     return denormalize_strokes(strokes, synth.offset_mean, synth.offset_std)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
 
 
 _LOOPS = {}  # (id(model), return_phi) -> the traced tf.function; models are long-lived
@@ -600,22 +345,3 @@ def sampling_loop(
         out["phi"] = arrays[1].stack()
         out["phi_end"] = arrays[2].stack()
     return out
-
-
-def save_strokes_json(samples, path) -> None:
-    """Writes samples as the project's stroke JSON, atomically.
-
-    `{"format": "handwriting-strokes", "version": 1, "lines": [{"text", "strokes"}, ...]}`,
-    strokes as `[[dx, dy, eos], ...]` with y up; `load_prime` reads it back.
-    """
-    from handwriting import files
-
-    obj = {
-        "format": STROKES_FORMAT,
-        "version": 1,
-        "lines": [
-            {"text": s.text, "strokes": np.round(s.strokes.astype(np.float64), 4).tolist()}
-            for s in samples
-        ],
-    }
-    files.write_text(path, json.dumps(obj, ensure_ascii=False) + "\n")

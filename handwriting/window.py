@@ -3,19 +3,22 @@
 `WindowCell` is a Keras RNN cell with state `(h1, c1, kappa, w)`. At each pen step t:
 
     gates      = x_t W_x + [w_{t-1}, h_{t-1}] W_r + b            LSTM-1 pre-activations
-    h_t, c_t   = LSTM(gates, c_{t-1})                            (Graves eq. 7-11, no peepholes)
+    h_t, c_t   = LSTM(gates, c_{t-1})                            eq. 7-11 (`lstm.lstm_update`)
     (alpha_hat, beta_hat, kappa_hat) = h_t W_a + b_a             eq. 48
     alpha = exp(alpha_hat), beta = exp(beta_hat)                 eq. 49, 50
     kappa_t = kappa_{t-1} + exp(kappa_hat)                       eq. 51
     phi(t, u) = sum_k alpha_k exp(-beta_k (kappa_k - u)^2)       eq. 46, u = 0 .. U-1
     w_t = sum_u phi(t, u) c_u                                    eq. 47
 
+Names: the window vector is w_t (`window_vector`); the window params are (alpha, beta,
+kappa_step = exp(kappa_hat)) (`window_params`); kappa is the window position.
+
 The text (one-hot `c`, `(B, U, V)`, and its mask) is a call argument: padding characters are
 masked out of phi, so they never move w. Keras 3's `RNN` layer passes no constants, so the
 layer that owns the cell drives it: `unroll_window` runs it over a sequence with
 `tf.while_loop`, after projecting all input points at once (`project_inputs`, one matmul);
 only the recurrent part runs step by step, and its backward pass is written out
-(`window_sequence`) rather than left to autodiff of the loop.
+(`window_sequence`, equations B1-B9) rather than left to autodiff of the loop.
 
 Axes: B batch, T pen steps, U characters, V alphabet, K window Gaussians, H units.
 kappa is float32 under every dtype policy; so are phi and the cell state c.
@@ -26,60 +29,14 @@ import math
 import keras
 import tensorflow as tf
 
-
-def clip_gradient(x, bound: float):
-    """Identity forward; the gradient flowing back into `x` is clipped to `[-bound, bound]`.
-
-    Graves (2013, section 4.2) clips derivatives with respect to the LSTM pre-activations
-    and the network outputs this way. `bound` 0 returns `x` untouched.
-    """
-    if not bound:
-        return x
-
-    @tf.custom_gradient
-    def _clip(value):
-        def grad(upstream):
-            return tf.clip_by_value(upstream, -bound, bound)
-
-        return tf.identity(value), grad
-
-    return _clip(x)
-
-
-def matmul_last_axis(x, kernel):
-    """`x (..., n) @ kernel (n, m)` as one 2-D matmul over all leading positions.
-
-    A 3-D `tf.matmul` with a 2-D kernel becomes a broadcast batch matmul whose kernel
-    gradient is a product per leading index summed afterwards; flattened, it is one GEMM
-    (about twice as fast forward and backward at `(700, 32, 463) @ (463, 1600)` here).
-    """
-    if x.shape.rank == 2:
-        return tf.matmul(x, kernel)
-    leading = tf.shape(x)[:-1]
-    flat = tf.matmul(tf.reshape(x, [-1, tf.shape(x)[-1]]), kernel)
-    columns = kernel.shape[-1] if kernel.shape[-1] is not None else tf.shape(kernel)[-1]
-    return tf.reshape(flat, tf.concat([leading, [columns]], axis=0))
-
-
-def lstm_update(gates, cell_state):
-    """One LSTM update from pre-activations `(B, 4H)` in gate order i, f, g, o (as Keras).
-
-    Returns `(h, c)`, float32.
-    """
-    gates = tf.cast(gates, tf.float32)
-    i, f, g, o = tf.split(gates, 4, axis=-1)
-    cell_state = tf.sigmoid(f) * cell_state + tf.sigmoid(i) * tf.tanh(g)
-    return tf.sigmoid(o) * tf.tanh(cell_state), cell_state
-
-
-def lstm_bias_initializer(units: int):
-    """Zero bias except the forget gate's, which starts at 1 (Jozefowicz et al., 2015)."""
-
-    def initializer(shape, dtype=None):
-        bias = tf.concat([tf.zeros([units]), tf.ones([units]), tf.zeros([2 * units])], 0)
-        return tf.cast(bias, dtype or "float32")
-
-    return initializer
+from handwriting.lstm import (
+    clip_gradient,
+    kernel_gradient,
+    lstm_bias_initializer,
+    lstm_update,
+    lstm_update_backward,
+    matmul_last_axis,
+)
 
 
 @keras.saving.register_keras_serializable(package="handwriting")
@@ -102,8 +59,8 @@ class WindowCell(keras.layers.Layer):
         chars_mask: `(batch, U)`, true (1) for real characters, false (0) for padding.
 
     Returns:
-        `((h, w, phi), new_states)`: h `(batch, units)`, the window w `(batch, V)`, the
-        attention phi `(batch, U)` float32, and the new states.
+        `((h, window_vector, phi), new_states)`: h `(batch, units)`, the window vector w
+        `(batch, V)`, the attention phi `(batch, U)` float32, and the new states.
     """
 
     def __init__(
@@ -166,6 +123,7 @@ class WindowCell(keras.layers.Layer):
         self.bias = self.add_weight(
             shape=(4 * units,), initializer=lstm_bias_initializer(units), name="bias"
         )
+        # W_a and b_a of eq. 48: h_t -> (alpha_hat, beta_hat, kappa_hat).
         self.attention_kernel = self.add_weight(
             shape=(units, 3 * k),
             initializer=keras.initializers.RandomNormal(stddev=0.01),
@@ -204,12 +162,9 @@ class WindowCell(keras.layers.Layer):
         return tf.cast(kernel, self.compute_dtype)
 
     def call(self, inputs, states, chars_onehot, chars_mask, training=None):
+        kernel = self.joint_recurrent_kernel()
         return self.step_projected(
-            self.project_inputs(inputs),
-            states,
-            chars_onehot,
-            chars_mask,
-            self.joint_recurrent_kernel(),
+            self.project_inputs(inputs), states, chars_onehot, chars_mask, kernel
         )
 
     def step_projected(self, projected, states, chars_onehot, chars_mask, recurrent_kernel):
@@ -222,18 +177,12 @@ class WindowCell(keras.layers.Layer):
         gates = projected + tf.matmul(tf.concat([w, h], axis=-1), recurrent_kernel)
         gates = clip_gradient(gates, self.gradient_clip)
         h, c, kappa, w, phi, _, _ = window_update(
-            gates,
-            c,
-            kappa,
-            self.attention_kernel,
-            self.attention_bias,
-            chars_onehot,
-            chars_mask,
+            gates, c, kappa, self.attention_kernel, self.attention_bias, chars_onehot, chars_mask
         )
         return (h, w, phi), [h, c, kappa, w]
 
-    def window_parameters(self, h):
-        """The window's Gaussians from LSTM-1's output (Graves eq. 48-51).
+    def window_params(self, h):
+        """The window params from LSTM-1's output (Graves eq. 48-51).
 
         Args:
             h: `(batch, units)` h_t of LSTM-1.
@@ -243,9 +192,7 @@ class WindowCell(keras.layers.Layer):
             the weights exp(alpha_hat), the widths exp(beta_hat) and the position step
             exp(kappa_hat), so that kappa_t = kappa_{t-1} + kappa_step.
         """
-        window = gaussians(h, self.attention_kernel, self.attention_bias)
-        k = self.window_gaussians
-        return window[:, :k], window[:, k : 2 * k], window[:, 2 * k :]
+        return tf.split(window_params(h, self.attention_kernel, self.attention_bias), 3, -1)
 
     def get_config(self):
         config = super().get_config()
@@ -277,8 +224,12 @@ def attention(alpha, beta, kappa, chars_mask):
     return phi * chars_mask
 
 
-def gaussians(h, attention_kernel, attention_bias):
-    """`exp(h W_a + b_a)` (eq. 48-51): `(B, 3K)` float32, alpha, beta and the kappa step."""
+def window_params(h, attention_kernel, attention_bias):
+    """The window params `exp(h W_a + b_a)` (eq. 48-51), packed: `(B, 3K)` float32.
+
+    Along the last axis alpha, beta and kappa_step, K each (`WindowCell.window_params`
+    splits them).
+    """
     return tf.exp(tf.matmul(tf.cast(h, tf.float32), attention_kernel) + attention_bias)
 
 
@@ -292,22 +243,20 @@ def window_update(gates, c, kappa, attention_kernel, attention_bias, chars_oneho
         chars_onehot: `(B, U, V)` in the compute dtype; chars_mask: `(B, U)` float32.
 
     Returns:
-        `(h, c, kappa, w, phi, activations, gaussians)`: h and w in the compute dtype; c,
-        kappa, phi, the gate activations `(B, 4H)` (i, f, g, o after their nonlinearities)
-        and `gaussians` `(B, 3K)` (alpha, beta, kappa step) float32.
+        `(h, c, kappa, window_vector, phi, activations, params)`: h and the window vector w
+        in the compute dtype; c, kappa, phi, the LSTM's activations `(B, 4H)` (see
+        `lstm.lstm_update`) and the packed window params `(B, 3K)` float32.
     """
     dtype = gates.dtype
-    i, f, g, o = tf.split(tf.cast(gates, tf.float32), 4, axis=-1)
-    i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
-    c = f * c + i * g
-    h = tf.cast(o * tf.tanh(c), dtype)
-    window = gaussians(h, attention_kernel, attention_bias)
-    alpha, beta, step = tf.split(window, 3, axis=-1)
-    kappa = kappa + step  # eq. 51
+    h, c, activations = lstm_update(gates, c)  # eq. 7-11
+    h = tf.cast(h, dtype)
+    params = window_params(h, attention_kernel, attention_bias)  # eq. 48-50
+    alpha, beta, kappa_step = tf.split(params, 3, axis=-1)
+    kappa = kappa + kappa_step  # eq. 51
     phi = attention(alpha, beta, kappa, chars_mask)  # [B, U], eq. 46
     phi_row = tf.expand_dims(tf.cast(phi, dtype), 1)  # [B, 1, U]
-    w = tf.squeeze(tf.matmul(phi_row, chars_onehot), axis=1)  # [B, V], eq. 47
-    return h, c, kappa, w, phi, tf.concat([i, f, g, o], axis=-1), window
+    window_vector = tf.squeeze(tf.matmul(phi_row, chars_onehot), axis=1)  # [B, V], eq. 47
+    return h, c, kappa, window_vector, phi, activations, params
 
 
 def unroll_window(cell, projected, initial_state, chars_onehot, chars_mask):
@@ -321,8 +270,8 @@ def unroll_window(cell, projected, initial_state, chars_onehot, chars_mask):
         chars_mask: `(B, U)` float32.
 
     Returns:
-        `(h, w, phi, kappa, final_state)`: time-major `(T, B, units)`, `(T, B, V)`,
-        `(T, B, U)` and `(T, B, K)`, and the state after the last step.
+        `(h, window_vector, phi, kappa, final_state)`: time-major `(T, B, units)`,
+        `(T, B, V)`, `(T, B, U)` and `(T, B, K)`, and the state after the last step.
     """
     dtype = cell.compute_dtype
     h0, c0, kappa0, w0 = initial_state
@@ -359,8 +308,28 @@ def window_sequence(
 
     Autodiff of a `tf.while_loop` records every op of every step and replays it backwards
     through stacks, about four times the forward's cost here; this keeps what the backward
-    needs (gate activations, c, the Gaussians) and runs one loop of its derivatives. The
-    gradients of the loop's kernels are matmuls over all steps after it.
+    needs (the LSTM activations, c, the window params) and runs one loop of its derivatives.
+
+    Backward, for t = T-1 .. 0, with dX = dL/dX. On entering step t, dh, dw, dphi, dkappa
+    and dc hold the upstream derivatives of step t's outputs plus what step t+1 sent back (h
+    and w through a_{t+1}, kappa through kappa_{t+1}, c through c_{t+1}); m_u is the mask,
+    C = (c_uv) the one-hot text, e_ku = exp(-beta_k (kappa_k - u)^2), d_ku = kappa_k - u,
+    p = (alpha_hat, beta_hat, kappa_hat) = h_t W_a + b_a and a = LSTM-1's pre-activations:
+
+        dphi_u    = m_u (dphi_u + sum_v dw_v c_uv)                     (B1) eq. 47, 46's mask
+        dalpha_k  = sum_u dphi_u e_ku                                  (B2) eq. 46
+        dbeta_k   = -sum_u dphi_u alpha_k e_ku d_ku^2                  (B3) eq. 46
+        dkappa_k += -2 beta_k sum_u dphi_u alpha_k e_ku d_ku           (B4) eq. 46; also
+                    dkappa_{t-1}, as kappa_t = kappa_{t-1} + kappa_step (eq. 51)
+        dp        = [dalpha alpha, dbeta beta, dkappa kappa_step]      (B5) eq. 49-51
+        dh       += dp W_a^T                                           (B6) eq. 48
+        da, dc_{t-1} = LSTM backward, clipped (`lstm.lstm_update_backward`, L1-L4)  (B7)
+        [dw_{t-1}, dh_{t-1}] = da W_r^T                                (B8)
+
+    and after the loop, one matmul or sum over all steps each:
+
+        dW_r = sum_t [w_{t-1}, h_{t-1}]^T da_t,  dW_a = sum_t h_t^T dp_t,
+        db_a = sum_t dp_t,  d(projected)_t = da_t                      (B9)
 
     Args:
         projected: `(T, B, 4H)` x_t W_x + b, in the compute dtype.
@@ -371,10 +340,10 @@ def window_sequence(
         gradient_clip: clip of d/d(LSTM-1 pre-activations), `[-v, v]`; 0 turns it off.
 
     Returns:
-        `(h, w, phi, kappa, h_last, c_last, kappa_last, w_last)`; the sequences time-major.
+        `(h, window_vector, phi, kappa, h_last, c_last, kappa_last, w_last)`; the sequences
+        time-major.
     """
     dtype = projected.dtype
-    alphabet = chars_onehot.shape[-1] if chars_onehot.shape[-1] is not None else None
 
     @tf.custom_gradient
     def run(projected, kernel, attention_kernel, attention_bias, h0, c0, kappa0, w0):
@@ -385,140 +354,126 @@ def window_sequence(
 
         def body(t, h, c, kappa, w, arrays):
             gates = inputs.read(t) + tf.matmul(tf.concat([w, h], axis=-1), kernel)
-            h, c, kappa, w, phi, act, window = window_update(
+            h, c, kappa, w, phi, activations, params = window_update(
                 gates, c, kappa, attention_kernel, attention_bias, chars_onehot, chars_mask
             )
-            values = (h, w, phi, kappa, c, act, window)
+            values = (h, w, phi, kappa, c, activations, params)
             arrays = tuple(ta.write(t, v) for ta, v in zip(arrays, values, strict=True))
             return t + 1, h, c, kappa, w, arrays
 
+        start = (tf.constant(0), h0, c0, kappa0, w0, arrays)
         _, h_last, c_last, kappa_last, w_last, arrays = tf.while_loop(
-            lambda t, *_: t < steps,
-            body,
-            (tf.constant(0), h0, c0, kappa0, w0, arrays),
-            maximum_iterations=steps,
+            lambda t, *_: t < steps, body, start, maximum_iterations=steps
         )
-        h_seq, w_seq, phi_seq, kappa_seq, c_seq, act_seq, window_seq = (ta.stack() for ta in arrays)
+        saved = tuple(ta.stack() for ta in arrays)  # h, w, phi, kappa, c, activations, params
 
-        def grad(dh_seq, dw_seq, dphi_seq, dkappa_seq, dh_last, dc_last, dkappa_last, dw_last):
-            def f32(upstream, like):
-                return (
-                    tf.zeros_like(like, tf.float32)
-                    if upstream is None
-                    else (tf.cast(upstream, tf.float32))
-                )
-
-            dh_seq, dw_seq = f32(dh_seq, h_seq), f32(dw_seq, w_seq)
-            dphi_seq, dkappa_seq = f32(dphi_seq, phi_seq), f32(dkappa_seq, kappa_seq)
-            c_prev_seq = tf.concat([c0[None], c_seq[:-1]], axis=0)
-            kernel_t = tf.transpose(kernel)  # [4H, V + H]
-            attention_kernel_t = tf.transpose(attention_kernel)  # [3K, H]
-            onehot_t = tf.transpose(chars_onehot, [0, 2, 1])  # [B, V, U]
-            positions = tf.cast(tf.range(tf.shape(chars_mask)[-1]), tf.float32)
-            columns = alphabet if alphabet is not None else tf.shape(chars_onehot)[-1]
-
-            def back(t, dh_next, dc_next, dkappa_next, dw_next, dgates_ta, dwindow_ta):
-                # w_t = phi_t C (eq. 47), then phi (eq. 46) through alpha, beta and kappa.
-                dw = tf.cast(dw_seq[t] + dw_next, dtype)
-                dphi = dphi_seq[t] + tf.cast(
-                    tf.squeeze(tf.matmul(dw[:, None], onehot_t), 1), tf.float32
-                )
-                dphi = dphi * chars_mask  # [B, U]
-                alpha, beta, step = tf.split(window_seq[t], 3, axis=-1)  # [B, K] each
-                distance = kappa_seq[t][:, :, None] - positions  # [B, K, U]
-                bump = tf.exp(-beta[:, :, None] * tf.square(distance))
-                dbump = dphi[:, None, :] * bump  # d loss / d alpha_k per position
-                weighted = alpha[:, :, None] * dbump
-                dalpha = tf.reduce_sum(dbump, -1)
-                dbeta = -tf.reduce_sum(weighted * tf.square(distance), -1)
-                dkappa = (
-                    dkappa_seq[t]
-                    + dkappa_next
-                    - 2.0 * tf.reduce_sum(weighted * beta[:, :, None] * distance, -1)
-                )
-                # Through the exp of eq. 49-51 to the pre-activations h W_a + b_a.
-                dwindow = tf.concat([dalpha * alpha, dbeta * beta, dkappa * step], axis=-1)
-                dh = dh_seq[t] + dh_next + tf.matmul(dwindow, attention_kernel_t)
-                # The LSTM update.
-                i, f, g, o = tf.split(act_seq[t], 4, axis=-1)
-                tanh_c = tf.tanh(c_seq[t])
-                dc = dc_next + dh * o * (1.0 - tf.square(tanh_c))
-                dgates = tf.concat(
-                    [
-                        dc * g * i * (1.0 - i),
-                        dc * c_prev_seq[t] * f * (1.0 - f),
-                        dc * i * (1.0 - tf.square(g)),
-                        dh * tanh_c * o * (1.0 - o),
-                    ],
-                    axis=-1,
-                )
-                if gradient_clip:
-                    dgates = tf.clip_by_value(dgates, -gradient_clip, gradient_clip)
-                dgates = tf.cast(dgates, dtype)
-                drecurrent = tf.cast(tf.matmul(dgates, kernel_t), tf.float32)
-                dw_prev, dh_prev = drecurrent[:, :columns], drecurrent[:, columns:]
-                return (
-                    t - 1,
-                    dh_prev,
-                    dc * f,
-                    dkappa,
-                    dw_prev,
-                    dgates_ta.write(t, dgates),
-                    dwindow_ta.write(t, dwindow),
-                )
-
-            start = (
-                steps - 1,
-                f32(dh_last, h0),
-                f32(dc_last, c0),
-                f32(dkappa_last, kappa0),
-                f32(dw_last, w0),
-                tf.TensorArray(dtype, size=steps),
-                tf.TensorArray(tf.float32, size=steps),
-            )
-            _, dh0, dc0, dkappa0, dw0, dgates_ta, dwindow_ta = tf.while_loop(
-                lambda t, *_: t >= 0, back, start, maximum_iterations=steps
-            )
-            dgates_seq, dwindow_seq = dgates_ta.stack(), dwindow_ta.stack()
-            # Kernel gradients: one matmul over all steps each.
-            w_prev = tf.concat([w0[None], w_seq[:-1]], axis=0)
-            h_prev = tf.concat([h0[None], h_seq[:-1]], axis=0)
-            recurrent = tf.concat([w_prev, h_prev], axis=-1)  # [T, B, V + H]
-            rows = tf.shape(recurrent)[-1]
-            dkernel = tf.matmul(
-                tf.reshape(recurrent, [-1, rows]),
-                tf.reshape(dgates_seq, [-1, tf.shape(dgates_seq)[-1]]),
-                transpose_a=True,
-            )
-            width = tf.shape(dwindow_seq)[-1]
-            flat_dwindow = tf.reshape(dwindow_seq, [-1, width])
-            dattention_kernel = tf.matmul(
-                tf.reshape(tf.cast(h_seq, tf.float32), [-1, tf.shape(h_seq)[-1]]),
-                flat_dwindow,
-                transpose_a=True,
-            )
-            return (
-                dgates_seq,
-                tf.cast(dkernel, kernel.dtype),
-                dattention_kernel,
-                tf.reduce_sum(flat_dwindow, 0),
-                tf.cast(dh0, h0.dtype),
-                dc0,
-                dkappa0,
-                tf.cast(dw0, w0.dtype),
+        def grad(*upstream):
+            differentiated = (kernel, attention_kernel, h0, c0, kappa0, w0)
+            return _window_sequence_backward(
+                upstream, saved, differentiated, chars_onehot, chars_mask, gradient_clip
             )
 
-        outputs = (h_seq, w_seq, phi_seq, kappa_seq, h_last, c_last, kappa_last, w_last)
+        outputs = (*saved[:4], h_last, c_last, kappa_last, w_last)
         return outputs, grad
 
     return run(projected, kernel, attention_kernel, attention_bias, h0, c0, kappa0, w0)
+
+
+def _float32_or_zeros(upstream, like):
+    """An upstream derivative in float32; zeros when the output was not used (None)."""
+    return tf.zeros_like(like, tf.float32) if upstream is None else tf.cast(upstream, tf.float32)
+
+
+def _window_sequence_backward(upstream, saved, differentiated, chars_onehot, chars_mask, clip):
+    """The gradients of `window_sequence`'s 8 inputs from those of its 8 outputs (B1-B9).
+
+    `saved` holds the forward's `(h, w, phi, kappa, c, activations, params)` over all steps;
+    `differentiated` its inputs `(kernel, attention_kernel, h0, c0, kappa0, w0)`.
+    """
+    h_seq, w_seq, phi_seq, kappa_seq, c_seq, act_seq, params_seq = saved
+    kernel, attention_kernel, h0, c0, kappa0, w0 = differentiated
+    dtype = h_seq.dtype
+    likes = (h_seq, w_seq, phi_seq, kappa_seq, h0, c0, kappa0, w0)
+    dh_seq, dw_seq, dphi_seq, dkappa_seq, dh_last, dc_last, dkappa_last, dw_last = (
+        _float32_or_zeros(d, like) for d, like in zip(upstream, likes, strict=True)
+    )
+    steps = tf.shape(h_seq)[0]
+    c_prev_seq = tf.concat([c0[None], c_seq[:-1]], axis=0)
+    constants = (
+        tf.transpose(chars_onehot, [0, 2, 1]),  # C^T [B, V, U]
+        chars_mask,  # [B, U]
+        tf.cast(tf.range(tf.shape(chars_mask)[-1]), tf.float32),  # u [U]
+        tf.transpose(attention_kernel),  # W_a^T [3K, H]
+        tf.transpose(kernel),  # W_r^T [4H, V + H]
+    )
+
+    def back(t, dh, dc, dkappa, dw, dgates_ta, dparams_ta):
+        # dh, dc, dkappa, dw: what step t+1 sent back.
+        into = (dh_seq[t] + dh, dw_seq[t] + dw, dphi_seq[t], dkappa_seq[t] + dkappa, dc)
+        forward = (params_seq[t], kappa_seq[t], act_seq[t], c_prev_seq[t], c_seq[t])
+        dgates, dparams, carry = window_backward_step(into, forward, constants, clip)
+        return (t - 1, *carry, dgates_ta.write(t, dgates), dparams_ta.write(t, dparams))
+
+    arrays = (tf.TensorArray(dtype, size=steps), tf.TensorArray(tf.float32, size=steps))
+    start = (steps - 1, dh_last, dc_last, dkappa_last, dw_last, *arrays)
+    _, dh0, dc0, dkappa0, dw0, dgates_ta, dparams_ta = tf.while_loop(
+        lambda t, *_: t >= 0, back, start, maximum_iterations=steps
+    )
+    dgates_seq, dparams_seq = dgates_ta.stack(), dparams_ta.stack()
+    # (B9): one matmul over all steps for each kernel.
+    w_prev = tf.concat([w0[None], w_seq[:-1]], axis=0)
+    h_prev = tf.concat([h0[None], h_seq[:-1]], axis=0)
+    recurrent = tf.concat([w_prev, h_prev], axis=-1)  # [T, B, V + H]
+    dkernel = tf.cast(kernel_gradient(recurrent, dgates_seq), kernel.dtype)
+    dattention_kernel = kernel_gradient(tf.cast(h_seq, tf.float32), dparams_seq)
+    dinitial = (tf.cast(dh0, h0.dtype), dc0, dkappa0, tf.cast(dw0, w0.dtype))
+    return dgates_seq, dkernel, dattention_kernel, tf.reduce_sum(dparams_seq, [0, 1]), *dinitial
+
+
+def window_backward_step(into, forward, constants, gradient_clip):
+    """One step t of the window's backward pass: equations B1-B8 of `window_sequence`.
+
+    Args:
+        into: `(dh, dw, dphi, dkappa, dc)` float32, the derivatives reaching step t's h_t,
+            w_t, phi_t, kappa_t and c_t from the loss and from step t+1.
+        forward: step t's `(params, kappa, activations, c_prev, c)` saved by the forward.
+        constants: `(C^T (B, V, U), chars_mask, u (U,), W_a^T, W_r^T)`.
+        gradient_clip: the LSTM derivative clip (B7); 0: off.
+
+    Returns:
+        `(da_t, dp_t, (dh, dc, dkappa, dw) for step t-1)`: da_t `(B, 4H)` in the compute
+        dtype (W_r^T's), the rest float32.
+    """
+    dh, dw, dphi, dkappa, dc = into
+    params, kappa, activations, c_prev, c = forward
+    onehot_t, chars_mask, positions, attention_kernel_t, kernel_t = constants
+    dtype = kernel_t.dtype
+    dw = tf.cast(dw, dtype)
+    dphi = dphi + tf.cast(tf.squeeze(tf.matmul(dw[:, None], onehot_t), 1), tf.float32)
+    dphi = dphi * chars_mask  # (B1) [B, U]
+    alpha, beta, kappa_step = tf.split(params, 3, axis=-1)  # [B, K] each
+    distance = kappa[:, :, None] - positions  # d_ku [B, K, U]
+    bump = tf.exp(-beta[:, :, None] * tf.square(distance))  # e_ku
+    dbump = dphi[:, None, :] * bump
+    weighted = alpha[:, :, None] * dbump
+    dalpha = tf.reduce_sum(dbump, -1)  # (B2)
+    dbeta = -tf.reduce_sum(weighted * tf.square(distance), -1)  # (B3)
+    dkappa = dkappa - 2.0 * tf.reduce_sum(weighted * beta[:, :, None] * distance, -1)  # (B4)
+    dparams = tf.concat([dalpha * alpha, dbeta * beta, dkappa * kappa_step], axis=-1)  # (B5)
+    dh = dh + tf.matmul(dparams, attention_kernel_t)  # (B6)
+    dgates, dc_prev = lstm_update_backward(dh, dc, activations, c_prev, c, gradient_clip)  # (B7)
+    dgates = tf.cast(dgates, dtype)
+    drecurrent = tf.cast(tf.matmul(dgates, kernel_t), tf.float32)  # (B8)
+    alphabet = onehot_t.shape[1] if onehot_t.shape[1] is not None else tf.shape(onehot_t)[1]
+    dw_prev, dh_prev = drecurrent[:, :alphabet], drecurrent[:, alphabet:]
+    return dgates, dparams, (dh_prev, dc_prev, dkappa, dw_prev)
 
 
 def end_of_text_weight(cell, state, lengths):
     """phi at the position one past each line's last character, from the window's state.
 
     phi(t, U) = sum_k alpha_k exp(-beta_k (kappa_k - U)^2) (eq. 46) with alpha and beta
-    recomputed from h1 by the window cell (`WindowCell.window_parameters`, eq. 48-50) and
+    recomputed from h1 by the window cell (`WindowCell.window_params`, eq. 48-50) and
     kappa from the state.
 
     Args:
@@ -529,7 +484,7 @@ def end_of_text_weight(cell, state, lengths):
     Returns:
         `(B,)` float32.
     """
-    alpha, beta, _ = cell.window_parameters(state[0])  # [B, K] each
+    alpha, beta, _ = cell.window_params(state[0])  # [B, K] each
     kappa = state[2]
     distance = kappa - tf.cast(lengths, tf.float32)[:, None]  # [B, K]
     return tf.reduce_sum(alpha * tf.exp(-beta * tf.square(distance)), axis=-1)

@@ -11,6 +11,7 @@ from model_fixtures import write_tiny_model
 from PIL import Image
 
 from handwriting import cli, rundir, sample
+from handwriting.styles import load_styles
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -210,7 +211,7 @@ def test_styles_lists_the_data_set_lines(model_dir, tmp_path, capsys):
     argv = ["styles", "--model", str(run_dir), "--data", str(tmp_path), "--add", "l03", "l01"]
     assert cli.main(argv) == 0
     assert f"wrote {run_dir / 'styles.json'} (2 styles)" in capsys.readouterr().out
-    styles = sample.load_styles(str(run_dir))
+    styles = load_styles(str(run_dir))
     assert sorted(styles) == ["l01", "l03"] and styles["l03"].text == lines[3]["text"]
     np.testing.assert_allclose(styles["l03"].strokes, lines[3]["strokes"], atol=1e-4)
 

@@ -1,9 +1,10 @@
-"""Tests of the IAM-OnDB reader (`data_prep.iam_ondb`) and point cleaning (`data_prep.clean`)."""
+"""Tests of the IAM-OnDB reader (`data_prep.iam_ondb`) and offset statistics (`data_prep.clean`).
+
+The line XML itself is read by `handwriting.iam_xml`: tests/test_iam_xml.py."""
 
 import io
 import os
 import tarfile
-import time
 
 import iam_fixtures
 import numpy as np
@@ -63,26 +64,6 @@ def test_reads_every_kept_line_with_its_text_points_and_writer(fixture, corpus):
     assert corpus.lines_without_writer == 3  # a01-007u has no original, a02-012w no writerID
 
 
-def test_y_grows_upwards_and_the_first_point_is_the_origin():
-    strokes = [np.array([[1000, 500], [1003, 490], [1003, 490]]), np.array([[1010, 520]])]
-    x, y, lengths = iam_ondb.parse_line_xml(iam_fixtures.line_xml(strokes), "line.xml")
-    np.testing.assert_array_equal(lengths, [3, 1])
-    array, _ = clean.to_stroke_array(x, y, lengths)
-    # Up on the whiteboard (y 500 -> 490) is +10; the dot 20 below the first point is -30.
-    np.testing.assert_array_equal(array, [[0, 0, 0], [3, 10, 1], [7, -30, 1]])
-    np.testing.assert_array_equal(np.cumsum(array[:, :2], axis=0)[-1], [10, -20])
-
-
-def test_a_repeat_across_a_stroke_boundary_is_kept_and_dots_stay():
-    x = np.array([5.0, 6.0, 6.0, 6.0, 9.0])
-    y = np.array([1.0, 2.0, 2.0, 2.0, 4.0])
-    array, alignment = clean.to_stroke_array(x, y, [3, 1, 0, 1], alignment=[0, 1, 2, 3, 4])
-    # The third point repeats the second within stroke 0 (dropped); the fourth starts a new
-    # stroke at the same place (kept: it is a dot); the empty stroke vanishes.
-    np.testing.assert_array_equal(array, [[0, 0, 0], [1, -1, 1], [0, 0, 1], [3, -2, 1]])
-    np.testing.assert_array_equal(alignment, [0, 1, 3, 4])
-
-
 @pytest.mark.parametrize("mode", ["graves", "official"])
 def test_split_assignment(fixture, mode):
     corpus = iam_ondb.read_corpus(iam_ondb.scan_source(fixture.root), mode=mode, workers=1)
@@ -116,49 +97,6 @@ def test_every_skip_has_its_reason_and_names_a_real_file(fixture, corpus):
     assert details["a03-020u-01"].startswith(
         "ascii/a03/a03-020/a03-020u.txt: 3 CSR lines, but the stroke"
     )
-
-
-@pytest.mark.parametrize(
-    "name, reason",
-    [
-        ("xxe", "unsafe XML"),
-        ("billion laughs", "unsafe XML"),
-        ("truncated", "malformed XML"),
-        ("wrong root", "unexpected XML structure"),
-        ("non-numeric x", "bad coordinates"),
-        ("empty StrokeSet", "no points"),
-    ],
-)
-def test_hostile_or_broken_xml_is_refused_quickly(name, reason):
-    start = time.perf_counter()
-    with pytest.raises(iam_ondb.LineError, match=r"^hostile-7\.xml: ") as caught:
-        iam_ondb.parse_line_xml(iam_fixtures.HOSTILE[name], "hostile-7.xml")
-    assert caught.value.reason == reason
-    assert time.perf_counter() - start < 1.0
-
-
-def test_a_doctype_hidden_from_the_byte_scan_is_still_refused():
-    body = "<!DOCTYPE WhiteboardCaptureSession><WhiteboardCaptureSession><StrokeSet/>"
-    body += "</WhiteboardCaptureSession>"
-    data = '<?xml version="1.0" encoding="UTF-16"?>'.encode("utf-16-le") + body.encode("utf-16-le")
-    with pytest.raises(iam_ondb.LineError, match="DOCTYPE") as caught:
-        iam_ondb.parse_line_xml(b"\xff\xfe" + data, "utf16.xml")
-    assert caught.value.reason == "unsafe XML"
-
-
-def test_missing_coordinates_and_size_cap(monkeypatch):
-    data = iam_fixtures.line_xml([np.array([[1, 2], [3, 4], [5, 6]])]).replace(b' y="4"', b"")
-    with pytest.raises(iam_ondb.LineError, match=r"^m.xml: 1 of 3 <Point> lack `y`$"):
-        iam_ondb.parse_line_xml(data, "m.xml")
-    inf = iam_fixtures.line_xml([np.array([[1, 2], [3, 4]])]).replace(b'x="3"', b'x="inf"')
-    with pytest.raises(iam_ondb.LineError, match="point 2 has x='inf'"):
-        iam_ondb.parse_line_xml(inf, "i.xml")
-    monkeypatch.setattr(iam_ondb, "MAX_LINE_XML_BYTES", 100)
-    with pytest.raises(
-        iam_ondb.LineError, match=r"^big.xml: \d+ bytes, the limit is 100$"
-    ) as caught:
-        iam_ondb.parse_line_xml(data, "big.xml")
-    assert caught.value.reason == "file too large"
 
 
 def test_csr_block_with_mixed_newlines_spaces_and_an_inner_blank_line():

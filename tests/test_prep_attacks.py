@@ -23,8 +23,8 @@ import tensorflow as tf
 from test_shards import LINES_PER_SHARD, build, folder_bytes
 
 from data_prep import __main__ as cli
-from data_prep import clean, iam_ondb, shards
-from handwriting import records
+from data_prep import iam_ondb, shards
+from handwriting import iam_xml, records
 from handwriting.dataset_info import DatasetInfo
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -128,14 +128,15 @@ def write_hostile_lines(folder, target) -> list:
 PARSE_EACH = """
 import json, sys, time
 from data_prep import iam_ondb
+from handwriting import iam_xml
 for path in sys.argv[1:]:
     with open(path, "rb") as f:
         data = f.read()
     start = time.perf_counter()
     try:
-        iam_ondb.parse_line_xml(data, path)
+        iam_xml.parse_line_xml(data, path)
         reason, detail = "accepted", ""
-    except iam_ondb.LineError as e:
+    except iam_xml.LineError as e:
         reason, detail = e.reason, str(e)
     with open(path, "rb") as f:
         writer, problem = iam_ondb.writer_id_of(f, path)
@@ -164,27 +165,28 @@ def test_a_dtd_in_any_encoding_is_refused_without_opening_what_it_names(tmp_path
 
 
 def test_a_line_in_any_unicode_encoding_reads_the_same_points():
-    expected = iam_ondb.parse_line_xml(POINTS.format(x=5).encode(), "plain.xml")
+    expected = iam_xml.parse_line_xml(POINTS.format(x=5).encode(), "plain.xml")
     for encoding in ENCODINGS:
         data = encoded_xml(POINTS.format(x=5), encoding)
         if encoding in ("ebcdic", "utf-7"):
-            with pytest.raises(iam_ondb.LineError, match=r"^e\.xml: .*(EBCDIC|UTF-7)"):
-                iam_ondb.parse_line_xml(data, "e.xml")
+            with pytest.raises(iam_xml.LineError, match=r"^e\.xml: .*(EBCDIC|UTF-7)"):
+                iam_xml.parse_line_xml(data, "e.xml")
             continue
-        got = iam_ondb.parse_line_xml(data, "e.xml")
+        got = iam_xml.parse_line_xml(data, "e.xml")
         for a, b in zip(got, expected, strict=True):
             np.testing.assert_array_equal(a, b, err_msg=encoding)
 
 
 PRIME_EACH = """
 import json, sys, time
-from handwriting import sample
+from handwriting import strokes
+from handwriting.errors import SampleError
 for path in sys.argv[1:]:
     start = time.perf_counter()
     try:
-        sample.load_prime(path, "text")
+        strokes.load_prime(path, "text")
         outcome, detail = "accepted", ""
-    except sample.SampleError as e:
+    except SampleError as e:
         outcome, detail = "SampleError", str(e)
     print(json.dumps([path, outcome, detail, time.perf_counter() - start]), flush=True)
 """
@@ -321,12 +323,12 @@ def test_implausible_coordinates_skip_the_line(fixture, baseline, tmp_path, spli
 
 
 def test_a_coordinate_inside_the_bounds_is_kept():
-    bound = clean.MAX_COORDINATE
-    x, _, _ = iam_ondb.parse_line_xml(
-        iam_fixtures.line_xml([np.array([[bound, -bound], [bound - clean.MAX_OFFSET, -bound]])]),
+    bound = iam_xml.MAX_COORDINATE
+    x, _, _ = iam_xml.parse_line_xml(
+        iam_fixtures.line_xml([np.array([[bound, -bound], [bound - iam_xml.MAX_OFFSET, -bound]])]),
         "edge.xml",
     )
-    np.testing.assert_array_equal(x, [bound, bound - clean.MAX_OFFSET])
+    np.testing.assert_array_equal(x, [bound, bound - iam_xml.MAX_OFFSET])
 
 
 def test_statistics_that_are_not_finite_name_the_lines(tmp_path):

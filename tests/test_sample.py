@@ -5,8 +5,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_strokes import write_iam_line
 
-from handwriting import config, draws, sample, window
+from handwriting import config, draws, sample, strokes, window
 from handwriting import model as model_lib
 from handwriting.alphabet import PRINTABLE_ASCII, Alphabet
 
@@ -152,37 +153,10 @@ def test_point_budget_ends_a_line_that_never_passes(steady):
     assert lines[1].finished and len(lines[1].strokes) == 1 + 4
 
 
-IAM_LINE = """<?xml version="1.0" encoding="ISO-8859-1"?>
-<WhiteboardCaptureSession>
-  <WhiteboardDescription><SensorLocation corner="top_left"/></WhiteboardDescription>
-  <StrokeSet>
-    <Stroke colour="black" start_time="0.1" end_time="0.5">
-{points_a}
-    </Stroke>
-    <Stroke colour="black" start_time="0.7" end_time="0.9">
-{points_b}
-    </Stroke>
-  </StrokeSet>
-</WhiteboardCaptureSession>
-"""
-
-
-def write_iam_line(path, count_a=7, count_b=5):
-    def points(start, count):
-        return "\n".join(
-            f'      <Point x="{1000 + 13 * (start + i)}" y="{2000 - 4 * ((start + i) % 5)}" '
-            f'time="{0.01 * (start + i):.2f}"/>'
-            for i in range(count)
-        )
-
-    text = IAM_LINE.format(points_a=points(0, count_a), points_b=points(count_a, count_b))
-    path.write_bytes(text.encode("iso-8859-1"))
-
-
 def test_priming_from_an_iam_xml_file(steady, tmp_path):
     path = tmp_path / "a01-000u-01.xml"
     write_iam_line(path, count_a=7, count_b=5)  # 12 points
-    prime = sample.load_prime(path, "me")
+    prime = strokes.load_prime(path, "me")
     assert prime.strokes.shape == (12, 3) and prime.text == "me"
     np.testing.assert_array_equal(np.flatnonzero(prime.strokes[:, 2]), [6, 11])
     # y grows downwards in the XML and upwards in strokes: 2000 -> 1996 is dy = +4.
@@ -203,44 +177,15 @@ def test_priming_from_an_iam_xml_file(steady, tmp_path):
 def test_priming_from_stroke_json_round_trip(steady, tmp_path):
     written = sample.generate(steady, ["abc"], seed=5)
     path = tmp_path / "mine.json"
-    sample.save_strokes_json(written, path)
+    strokes.save_strokes_json(written, path)
     obj = json.loads(path.read_text())
     assert obj["format"] == "handwriting-strokes" and obj["lines"][0]["text"] == "abc"
-    prime = sample.load_prime(path)
+    prime = strokes.load_prime(path)
     assert prime.text == "abc"
     np.testing.assert_allclose(prime.strokes, written[0].strokes, atol=1e-4)
-    assert sample.load_prime(path, "xyz").text == "xyz"
+    assert strokes.load_prime(path, "xyz").text == "xyz"
     primed = sample.generate(steady, ["de"], seed=5, prime=prime, return_phi=True)[0]
     assert primed.phi.shape[1] == len("abc de") + 1
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        (b'{"text": "a"}', "expected an object with `strokes`"),
-        (b'{"strokes": [[0, 0]], "text": "a"}', r"`strokes` must have shape \(T, 3\)"),
-        (b'{"strokes": [[0, 0, 0], [1, 1, 1]]}', "holds no `text`"),
-        (b'{"strokes": [[0, 0, 0], [1, NaN, 1]], "text": "a"}', "point 1 holds NaN"),
-        (b"\xff\xfe", "not valid UTF-8 JSON"),
-        (
-            b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "x">]><WhiteboardCaptureSession/>',
-            "DOCTYPE",
-        ),
-    ],
-)
-def test_bad_prime_files_are_named(tmp_path, content, message):
-    path = tmp_path / "prime.json"
-    path.write_bytes(content)
-    with pytest.raises(sample.SampleError, match=message) as info:
-        sample.load_prime(path, "t" if content.startswith(b"<?xml") else None)
-    assert str(path) in str(info.value)
-
-
-def test_xml_prime_needs_its_text(tmp_path):
-    path = tmp_path / "line.xml"
-    write_iam_line(path)
-    with pytest.raises(sample.SampleError, match=r"needs its transcription \(--prime-text\)"):
-        sample.load_prime(path)
 
 
 def test_unknown_characters_are_named_with_position_and_alphabet(synth):
@@ -273,18 +218,10 @@ def test_hostile_text_gets_clear_errors(synth, text, message):
 
 
 def test_paragraphs_wrap_and_keep_newlines(synth):
-    assert sample.wrap("the quick  brown fox\n\njumps over", 10) == [
-        "the quick",
-        "brown fox",
-        "jumps over",
-    ]
-    assert sample.wrap("abcdefghijkl", 5) == ["abcde", "fghij", "kl"]
     lines = sample.write_paragraph(synth, "one two three\nfour", width=8, seed=1)
     assert [line.text for line in lines] == ["one two", "three", "four"]
     with pytest.raises(sample.SampleError, match="control character"):
         sample.write_paragraph(synth, "bad\x00text")
-    with pytest.raises(sample.SampleError, match="`width` must be a positive int"):
-        sample.wrap("abc", 0)
 
 
 def test_bad_arguments(synth):

@@ -78,6 +78,6 @@ def test_flags_become_overrides_with_set_last():
 
 
 def test_strategy_choices_are_the_library_s():
-    from handwriting import training
+    from handwriting import distribution
 
-    assert train_cli.STRATEGY_CHOICES == training.STRATEGIES
+    assert train_cli.STRATEGY_CHOICES == distribution.STRATEGIES

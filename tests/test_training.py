@@ -11,14 +11,13 @@ import textwrap
 import zipfile
 
 import h5py
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
 import train as train_cli
-from handwriting import records, sample, training
+from handwriting import data, distribution, previews, records, rundir, sample, training
 from handwriting.alphabet import PRINTABLE_ASCII, Alphabet
 from handwriting.config import Config, preset
 from handwriting.dataset_info import DatasetInfo, Shard, Split, sha256_file
@@ -122,7 +121,7 @@ def events(run_dir, run):
 
 
 def checkpoint_arrays(run_dir):
-    state = training.TrainingState.load(run_dir)
+    state = rundir.TrainingState.load(run_dir)
     arrays = {}
     with h5py.File(os.path.join(run_dir, "checkpoint", state.weights), "r") as f:
         f.visititems(
@@ -160,7 +159,7 @@ class _redirect:
 
 
 def test_held_out_texts_hold_every_letter():
-    for text in training.HELD_OUT_TEXTS:
+    for text in previews.HELD_OUT_TEXTS:
         assert set(string.ascii_lowercase) <= set(text.lower()), text
 
 
@@ -183,6 +182,8 @@ def test_cli_run_writes_the_run_directory_and_the_loss_falls(reference_run, corp
     assert arrays["optimizer/vars/0"] == 10  # the optimiser's step counter
     assert sorted(os.listdir(os.path.join(run_dir, "checkpoint"))) == [
         "state.json",
+        "step-000000010.iterator.data-00000-of-00001",  # the data iterator's position
+        "step-000000010.iterator.index",
         "step-000000010.weights.h5",
     ]
 
@@ -224,7 +225,7 @@ def test_tensorboard_event_files_hold_scalars_and_images(reference_run):
     assert [step for step, _ in images["samples"]] == [0, 4, 8]
     assert [step for step, _ in images["attention"]] == [0, 4, 8]
     sheet = images["samples"][-1][1]
-    assert sheet.shape[1] == training.SAMPLE_WIDTH_PX and sheet.shape[2] == 3
+    assert sheet.shape[1] == previews.SAMPLE_WIDTH_PX and sheet.shape[2] == 3
     attention = images["attention"][-1][1]
     assert attention.ndim == 3 and attention.shape[0] > attention.shape[1] / 50
 
@@ -236,14 +237,12 @@ class _Kill(Exception):
     pass
 
 
-class _KillAfter(keras.callbacks.Callback):
-    def __init__(self, step):
-        super().__init__()
-        self.step = step
-
-    def on_train_batch_end(self, batch, logs=None):
-        if training.optimizer_step(self.model) == self.step:
+def _kill_after(kill_step):
+    def hook(model, step):
+        if step == kill_step:
             raise _Kill()
+
+    return hook
 
 
 def test_kill_and_resume_continues_exactly(reference_run, corpus, tmp_path):
@@ -251,9 +250,9 @@ def test_kill_and_resume_continues_exactly(reference_run, corpus, tmp_path):
     config = tiny_config(corpus)
     with pytest.raises(_Kill):
         training.train(
-            config, run_dir, callbacks=[_KillAfter(7)], sample_texts=(), verbose=0, log=_quiet
+            config, run_dir, after_step=[_kill_after(7)], sample_texts=(), verbose=0, log=_quiet
         )
-    state = training.TrainingState.load(run_dir)
+    state = rundir.TrainingState.load(run_dir)
     assert state.step == 6  # mid-round: rounds end at 4, 8, 10
     assert state.best_step == 4
 
@@ -285,19 +284,81 @@ def _quiet(*args):
     pass
 
 
+def _recording_pipeline(monkeypatch):
+    """Makes the training split's pipeline append a fingerprint of each batch it yields."""
+    yielded = []
+    load_dataset = data.load_dataset
+
+    def recording(data_dir, split, **kwargs):
+        batches = load_dataset(data_dir, split, **kwargs)
+        if split != "train":
+            return batches
+
+        def record(inputs, targets, weights):
+            tf.py_function(lambda t: yielded.append(float(tf.reduce_sum(t))), [targets], [])
+            return inputs, targets, weights
+
+        options = tf.data.Options()
+        # Run the recording map only when the loop draws a batch (no prefetch after it), and
+        # leave the Python list out of the iterator's checkpoint.
+        options.experimental_optimization.inject_prefetch = False
+        options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
+        return batches.map(record).with_options(options)
+
+    monkeypatch.setattr(data, "load_dataset", recording)
+    return yielded
+
+
+def test_resume_reads_no_batch_twice(corpus, tmp_path, monkeypatch):
+    yielded = _recording_pipeline(monkeypatch)
+    config = tiny_config(corpus, "train.max_steps=8")  # rounds end at 4, 8; checkpoints at 2, 6
+    stream = iter(training.training_stream(config))
+    for _ in range(8):
+        next(stream)
+    uninterrupted = list(yielded)
+    assert len(uninterrupted) == 8 and len(set(uninterrupted)) == 8
+
+    run_dir = str(tmp_path / "run")
+    yielded.clear()
+    with pytest.raises(_Kill):
+        training.train(
+            config, run_dir, after_step=[_kill_after(7)], sample_texts=(), verbose=0, log=_quiet
+        )
+    assert yielded == uninterrupted[:7]
+    assert rundir.TrainingState.load(run_dir).step == 6
+
+    yielded.clear()
+    result = training.train(config, run_dir, resume=True, sample_texts=(), verbose=0, log=_quiet)
+    assert result.step == 8
+    # The resumed run draws the batches of steps 7 and 8 and nothing before them: no replay.
+    assert yielded == uninterrupted[6:8]
+
+
 def test_resume_removes_the_temporary_files_of_a_killed_run(corpus, tmp_path):
     run_dir = tmp_path / "run"
     config = tiny_config(corpus, "train.max_steps=2", "train.eval_every_steps=2")
     training.train(config, run_dir, sample_texts=(), verbose=0, log=_quiet)
-    # What a SIGKILL inside a checkpoint write and inside a model.keras write leaves behind.
-    (run_dir / "checkpoint" / ".step-000000003.weights.h5.k2j4h5l1.tmp.weights.h5").touch()
+    # What a SIGKILL inside a checkpoint write and inside a model.keras write leaves behind:
+    # a weights file, the iterator's files (TensorFlow writes them through a folder) and a
+    # whole iterator checkpoint that state.json does not name yet.
+    checkpoint_dir = run_dir / "checkpoint"
+    (checkpoint_dir / ".step-000000003.weights.h5.k2j4h5l1.tmp.weights.h5").touch()
+    (checkpoint_dir / "step-000000003.iterator_temp").mkdir()
+    (checkpoint_dir / "step-000000003.iterator_temp" / "part-00000-of-00001.index").touch()
+    (checkpoint_dir / "step-000000003.iterator.index").touch()
     (run_dir / ".model.keras.a8b9c0d1.tmp.keras").write_bytes(b"PK")
     (run_dir / "notes.txt").write_text("a user's file stays")
     lines = []
     config = tiny_config(corpus, "train.max_steps=4", "train.eval_every_steps=2")
     training.train(config, run_dir, resume=True, sample_texts=(), verbose=0, log=lines.append)
     assert f"Removed 1 temporary file(s) a killed run left in {run_dir}" in lines
-    assert sorted(os.listdir(run_dir / "checkpoint")) == ["state.json", "step-000000004.weights.h5"]
+    assert f"Removed 3 temporary file(s) a killed run left in {checkpoint_dir}" in lines
+    assert sorted(os.listdir(run_dir / "checkpoint")) == [
+        "state.json",
+        "step-000000004.iterator.data-00000-of-00001",
+        "step-000000004.iterator.index",
+        "step-000000004.weights.h5",
+    ]
     assert not [n for n in os.listdir(run_dir) if ".tmp" in n]
     assert (run_dir / "notes.txt").read_text() == "a user's file stays"
 
@@ -320,15 +381,13 @@ def test_alignment_is_shown_only_where_the_data_have_one(tmp_path):
 # Guards ------------------------------------------------------------------------------------
 
 
-class _PoisonAt(keras.callbacks.Callback):
-    def __init__(self, step):
-        super().__init__()
-        self.step = step
-
-    def on_train_batch_end(self, batch, logs=None):
-        if training.optimizer_step(self.model) == self.step:
-            kernel = self.model.head.kernel
+def _poison_at(poison_step):
+    def hook(model, step):
+        if step == poison_step:
+            kernel = model.head.kernel
             kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+
+    return hook
 
 
 @pytest.mark.parametrize(
@@ -355,7 +414,7 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(
         training.train(
             config,
             run_dir,
-            callbacks=[_PoisonAt(poison_step)],
+            after_step=[_poison_at(poison_step)],
             sample_texts=(),
             verbose=0,
             log=_quiet,
@@ -377,8 +436,11 @@ def test_refuses_a_run_directory_of_another_run(corpus, tmp_path):
     ):
         training.train(other, run_dir, log=_quiet)
     os.makedirs(os.path.join(run_dir, "checkpoint"))
-    open(os.path.join(run_dir, "checkpoint", "step-000000002.weights.h5"), "wb").close()
-    state = training.TrainingState(2, "step-000000002.weights.h5", 1.0, None, 0, 0, None)
+    for name in ("step-000000002.weights.h5", "step-000000002.iterator.index"):
+        open(os.path.join(run_dir, "checkpoint", name), "wb").close()
+    state = rundir.TrainingState(
+        2, "step-000000002.weights.h5", "step-000000002.iterator", 1.0, None, 0, 0
+    )
     with open(os.path.join(run_dir, "checkpoint", "state.json"), "w") as f:
         json.dump(state.to_json(), f)
     with pytest.raises(
@@ -391,7 +453,7 @@ def test_refuses_a_run_directory_of_another_run(corpus, tmp_path):
     ):
         training.train(bigger, run_dir, resume=True, log=_quiet)
     # --resume reads the stored configuration; --set changes what it may.
-    resolved = training.resolve_config(run_dir, "paper", ["train.max_steps=12"], resume=True)
+    resolved = rundir.resolve_config(run_dir, "paper", ["train.max_steps=12"], resume=True)
     assert resolved == tiny_config(corpus, "train.max_steps=12")
 
 
@@ -415,7 +477,7 @@ _MIRRORED_SCRIPT = textwrap.dedent(
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from handwriting import training
+    from handwriting import distribution, training
     from handwriting.config import preset
     corpus, out = sys.argv[1], sys.argv[2]
     config = preset("tiny").with_overrides(
@@ -426,7 +488,7 @@ _MIRRORED_SCRIPT = textwrap.dedent(
     for name in ("mirrored", "one_device"):
         result = training.train(config, f"{out}/{name}", strategy=name, sample_texts=(),
                                 verbose=0, log=lambda *a: None)
-        replicas = training.make_strategy(name).num_replicas_in_sync
+        replicas = distribution.make_strategy(name).num_replicas_in_sync
         results[name] = {"history": result.history, "replicas": replicas}
     print("RESULT " + json.dumps(results))
     """
@@ -457,27 +519,30 @@ def test_mirrored_over_two_cpu_devices_matches_one_device(corpus, tmp_path):
 
 def test_make_strategy_rejects_unknown_names():
     with pytest.raises(ValueError, match=r"`strategy` must be one of .*received 'tpu'"):
-        training.make_strategy("tpu")
+        distribution.make_strategy("tpu")
 
 
 def test_limits_count_the_time_of_earlier_sessions():
-    clock = training._Clock(previous_seconds=59.0)
-    limits = training.TrainingLimits(max_steps=7, budget_seconds=60.0, clock=clock)
+    limits = training.TrainingLimits(max_steps=7, budget_seconds=60.0, previous_seconds=59.0)
     assert limits.check(3) is None
-    clock.previous = 60.5  # this session plus the stored time passes the budget
+    limits.previous_seconds = 60.5  # this session plus the stored time passes the budget
     assert limits.check(3) == "used its time budget of 1 minutes"
     assert limits.check(7) == "reached 7 steps"
-    assert training.TrainingLimits(7, 0.0, training._Clock(1e9)).check(3) is None  # 0: none
+    assert training.TrainingLimits(7, 0.0, previous_seconds=1e9).check(3) is None  # 0: none
 
 
-def test_early_stopping_count_carries_over_fit_calls():
-    early = training.ResumableEarlyStopping(patience=2, wait=1, best=50.0)
-    early.set_model(keras.Sequential([keras.layers.Dense(1)]))
-    early.on_train_begin()
-    assert (early.wait, early.best) == (1, 50.0)
-    early.on_epoch_end(3, {"val_loss": 51.0})  # no better: the second evaluation without
-    assert early.exhausted and early.model.stop_training
-    early.on_train_begin()  # the next fit starts from the carried count
-    assert early.wait == 2 and early.exhausted
-    early.on_epoch_end(4, {"val_loss": 40.0})
-    assert (early.carried_wait, early.carried_best, early.exhausted) == (0, 40.0, False)
+def test_early_stopping_count_carries_over_resumes(tmp_path):
+    (tmp_path / "checkpoint").mkdir()
+    for name in ("step-000000008.weights.h5", "step-000000008.iterator.index"):
+        (tmp_path / "checkpoint" / name).touch()
+    state = rundir.TrainingState(
+        8, "step-000000008.weights.h5", "step-000000008.iterator", 1.0, 50.0, 4, 1
+    )
+    state.save(tmp_path)
+    resumed = rundir.TrainingState.load(tmp_path)  # the count a resumed run starts from
+    assert (resumed.early_stopping_wait, resumed.best_val_loss) == (1, 50.0)
+    worse = resumed.validated(10, 51.0)  # no better: the second evaluation without
+    assert (worse.early_stopping_wait, worse.best_val_loss, worse.best_step) == (2, 50.0, 4)
+    assert worse.validated(12, float("nan")).early_stopping_wait == 3
+    better = worse.validated(12, 40.0)
+    assert (better.early_stopping_wait, better.best_val_loss, better.best_step) == (0, 40.0, 12)

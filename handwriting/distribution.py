@@ -1,0 +1,87 @@
+"""`tf.distribute`: strategies by name, the chief worker, and a step run on every replica.
+
+Every replica (and every worker of a multi-worker cluster) is given the whole batch and takes
+its own share of the lines: equal shares in replica order. Every worker therefore reads the
+same data stream and holds its iterator in the same state, so one checkpoint of it, the
+chief's, restores them all.
+"""
+
+import tensorflow as tf
+
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+
+
+def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """The `tf.distribute` strategy called `name`.
+
+    - `auto`: `MirroredStrategy` over the GPUs when there are several, else the default
+      strategy (one device: the GPU when there is one, else the CPU).
+    - `one_device`: `OneDeviceStrategy` on the first GPU, or the CPU.
+    - `mirrored`: `MirroredStrategy` over every GPU, or over every logical CPU device when
+      there is no GPU (tests split the CPU into logical devices).
+    - `multi_worker`: `MultiWorkerMirroredStrategy`; the cluster comes from `TF_CONFIG`
+      (none: one worker).
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"`strategy` must be one of {STRATEGIES}, received {name!r}")
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+    if name == "auto":
+        return (
+            tf.distribute.MirroredStrategy(gpus) if len(gpus) > 1 else tf.distribute.get_strategy()
+        )
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy(gpus[0] if gpus else "/cpu:0")
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(
+            gpus or [d.name for d in tf.config.list_logical_devices("CPU")]
+        )
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True on the worker that writes files: the chief of a cluster; every other strategy."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type or resolver.task_type == "chief":
+        return True
+    cluster = resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in cluster
+
+
+def replica_share(batch):
+    """This replica's lines of a whole batch `(inputs, targets, sample_weight)`.
+
+    Call in a replica context. With R replicas and B lines, replica r takes lines
+    `[r * ceil(B / R), (r + 1) * ceil(B / R))` (fewer at the end, none past it); one
+    replica takes the batch as it is.
+    """
+    context = tf.distribute.get_replica_context()
+    replicas = context.num_replicas_in_sync
+    if replicas == 1:
+        return batch
+    lines = tf.shape(batch[1])[0]
+    share = (lines + replicas - 1) // replicas
+    start = tf.minimum(context.replica_id_in_sync_group * share, lines)
+    return tf.nest.map_structure(lambda x: x[start : start + share], batch)
+
+
+def on_every_replica(strategy: tf.distribute.Strategy, step, metrics):
+    """A `tf.function(iterator) -> logs`: `step` on every replica's share of the next batch.
+
+    Args:
+        strategy: the strategy the model was built under.
+        step: `HandwritingModel.train_step` or `test_step`: batch -> `{name: scalar}`.
+        metrics: the model's metrics (`model.metrics`), whose results make the logs.
+
+    Returns:
+        A function of a `tf.data` iterator (of whole batches) that draws one batch, runs `step`
+        on every replica and returns the results of the metrics `step` logs, read across the
+        replicas: their totals and counts are summed first, so a replica with fewer points
+        weighs less, as in one device's result. Traced once, without AutoGraph (the network
+        writes its loops with `tf.while_loop`) and without XLA, as `keras.Model.fit` does.
+    """
+
+    def run(iterator):
+        logs = strategy.run(lambda batch: step(replica_share(batch)), args=(next(iterator),))
+        return {m.name: m.result() for m in metrics if m.name in logs}
+
+    return tf.function(run, jit_compile=False, autograph=False)
