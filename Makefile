@@ -7,7 +7,7 @@ CORPUS_SRC := data/synth
 CORPUS := data/corpus
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup data train test lint format bench peer clean
+.PHONY: setup data train test test-fast lint format bench peer clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,10 @@ format: $(STAMP)
 
 test: lint
 	$(PY) -m pytest
+
+# The inner loop: every test but those marked slow (end-to-end runs, exports, subprocesses).
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q
 
 bench: $(STAMP)
 	-@$(MAKE) --no-print-directory peer
