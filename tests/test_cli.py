@@ -29,6 +29,7 @@ def run(capsys, *args):
     return code, out.out, out.err
 
 
+@pytest.mark.slow
 def test_svg_png_gif_and_json(model_dir, tmp_path, capsys):
     text = "one two three four"
     svg = tmp_path / "out.svg"
@@ -55,6 +56,7 @@ def test_svg_png_gif_and_json(model_dir, tmp_path, capsys):
     np.testing.assert_allclose(np.array(written["strokes"]), expected, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_prime_file_from_the_command_line(model_dir, tmp_path, capsys):
     mine = tmp_path / "mine.json"
     assert run(capsys, "abc", "-o", str(mine), "--model", model_dir)[0] == 0
@@ -99,6 +101,7 @@ def test_help_shows_examples(capsys):
     assert 'python -m handwriting write "Hello world" -o hello.svg' in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_module_entry_point_without_traceback(model_dir, tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(
@@ -138,6 +141,7 @@ def test_output_path_is_checked_before_sampling(model_dir, tmp_path, capsys):
     assert parent.read_text() == "mine" and folder.is_dir() and not any(folder.iterdir())
 
 
+@pytest.mark.slow
 def test_png_and_gif_are_sized_for_a_screen(model_dir, tmp_path, capsys):
     png = tmp_path / "out.png"
     assert run(capsys, "abc", "-o", str(png), "--model", model_dir, "--seed", "1")[0] == 0
@@ -216,6 +220,7 @@ def test_styles_lists_the_data_set_lines(model_dir, tmp_path, capsys):
     np.testing.assert_allclose(styles["l03"].strokes, lines[3]["strokes"], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_stderr_holds_only_the_projects_lines(model_dir, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env["PYTHONPATH"] = ROOT

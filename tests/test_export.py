@@ -14,6 +14,9 @@ from export import litert_runner, tflite
 from handwriting import draws, mixture, sample, window
 from handwriting.alphabet import PRINTABLE_ASCII
 
+# Real exports (SavedModel, TFLite conversion) and fresh processes: opt out with -m "not slow".
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 TEXT_LENGTH = 14  # L of the exported samplers: longer than every test text but one

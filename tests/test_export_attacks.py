@@ -13,6 +13,9 @@ from export import __main__ as export_main
 from export import litert_runner, tflite
 from handwriting import rundir, sample
 
+# Real exports and the LiteRT runner: opt out with -m "not slow".
+pytestmark = pytest.mark.slow
+
 TEXT_LENGTH = 11  # L of the exported samplers
 
 

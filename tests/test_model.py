@@ -156,6 +156,7 @@ def test_global_norm_clip_and_output_clip():
     assert np.abs(bias_grad).max() <= 1e-4 * B * T * (1 + 1e-5)
 
 
+@pytest.mark.slow
 def test_fit_lowers_the_loss():
     model = _model()
     model.compile(optimizer=keras.optimizers.Adam(0.02), jit_compile=False)
@@ -257,6 +258,7 @@ print("OK", sorted(single_logs))
 """
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_matches_one_device():
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
     result = subprocess.run(
@@ -270,6 +272,7 @@ def test_mirrored_strategy_matches_one_device():
     assert "OK" in result.stdout
 
 
+@pytest.mark.slow
 def test_mixed_bfloat16_keeps_the_head_and_window_in_float32():
     model = _model(dtype="mixed_bfloat16")
     assert model.compute_dtype == "bfloat16" and model.window_cell.compute_dtype == "bfloat16"

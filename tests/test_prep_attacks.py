@@ -216,6 +216,7 @@ def test_an_xml_prime_with_a_dtd_is_refused_quickly(tmp_path):
 # 2. Only regular files are read
 
 
+@pytest.mark.slow
 def test_fifos_devices_and_broken_links_in_the_source_are_skipped_not_read(fixture, tmp_path):
     src = tmp_path / "IAM-OnDB"
     shutil.copytree(fixture.root, src)
@@ -269,6 +270,7 @@ def _line_ids(out, info, split) -> list:
     return [example["line_id"].decode() for example in dataset.as_numpy_iterator()]
 
 
+@pytest.mark.slow
 def test_a_split_list_that_is_a_fifo_is_an_error_naming_it(fixture, tmp_path):
     src = tmp_path / "IAM-OnDB"
     shutil.copytree(fixture.root, src)
@@ -355,6 +357,7 @@ print(hashlib.sha256(data).hexdigest())
 """
 
 
+@pytest.mark.slow
 def test_a_line_encodes_to_the_same_bytes_in_separate_processes():
     hashes = {
         seed: run_child(["-c", ENCODE_ONE], WITH_TF, env={"PYTHONHASHSEED": seed})
@@ -366,6 +369,7 @@ def test_a_line_encodes_to_the_same_bytes_in_separate_processes():
     assert hashes["0"].stdout.strip() == hashlib.sha256(here).hexdigest()
 
 
+@pytest.mark.slow
 def test_two_prep_runs_in_separate_processes_write_the_same_bytes(fixture, tmp_path):
     outs = []
     for seed in ("0", "7"):

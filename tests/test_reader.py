@@ -309,6 +309,7 @@ def trained(corpus, tmp_path_factory):
     return out, history, logged
 
 
+@pytest.mark.slow
 def test_training_loss_and_validation_cer_fall(trained):
     out, history, logged = trained
     assert [entry["step"] for entry in history] == [25, 50, 75]
@@ -324,6 +325,7 @@ def test_training_loss_and_validation_cer_fall(trained):
     assert sorted(os.listdir(out)) == ["dataset.json", "model.keras", "reader.json"]
 
 
+@pytest.mark.slow
 def test_reading_the_valid_lines_gives_the_recorded_cer(corpus, trained):
     out, history, _ = trained
     loaded = reader.load_reader(out)
@@ -335,6 +337,7 @@ def test_reading_the_valid_lines_gives_the_recorded_cer(corpus, trained):
     assert ctc.cer(texts, beam) <= best + 0.05
 
 
+@pytest.mark.slow
 def test_save_load_round_trip_reads_identically(corpus, trained, tmp_path):
     out, _, _ = trained
     first = reader.load_reader(out)
@@ -349,6 +352,7 @@ def test_save_load_round_trip_reads_identically(corpus, trained, tmp_path):
     assert isinstance(keras.saving.load_model(copy / reader.MODEL_FILENAME), reader.StrokeReader)
 
 
+@pytest.mark.slow
 def test_read_rejects_bad_strokes_and_reads_tiny_lines_as_empty(trained):
     loaded = reader.load_reader(trained[0])
     assert reader.read(loaded, [np.zeros((1, 3))]) == [""]
@@ -358,6 +362,7 @@ def test_read_rejects_bad_strokes_and_reads_tiny_lines_as_empty(trained):
         reader.read(loaded, [np.full((4, 3), np.nan)])
 
 
+@pytest.mark.slow
 def test_command_line_reads_a_strokes_file(corpus, trained, tmp_path, capsys):
     path = tmp_path / "lines.json"
     lines = [{"text": text, "strokes": strokes.tolist()} for strokes, text in corpus[1][:3]]
@@ -377,6 +382,7 @@ def test_command_line_reads_a_strokes_file(corpus, trained, tmp_path, capsys):
         (["train", "--data", "{tmp}", "--out", "{tmp}/out", "--steps", "0"], "`steps`"),
     ],
 )
+@pytest.mark.slow
 def test_command_line_errors(trained, tmp_path, capsys, argv, message):
     (tmp_path / "lines.json").write_text(json.dumps({"lines": [{"strokes": [[0, 0, 1]] * 3}]}))
     argv = [a.format(tmp=tmp_path, reader=trained[0]) for a in argv]

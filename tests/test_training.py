@@ -22,6 +22,9 @@ from handwriting.alphabet import PRINTABLE_ASCII, Alphabet
 from handwriting.config import Config, preset
 from handwriting.dataset_info import DatasetInfo, Shard, Split, sha256_file
 
+# Real training runs, kills and resumes: end to end, opt out with -m "not slow".
+pytestmark = pytest.mark.slow
+
 ALPHABET = Alphabet(PRINTABLE_ASCII)
 WORDS = ("fox", "dog", "quick", "lazy", "jumps", "vow", "box", "jug", "sphinx", "quartz")
 # 10 steps in rounds of 4 (evaluations at steps 4, 8, 10), a checkpoint every 2 steps.
