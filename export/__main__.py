@@ -245,7 +245,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.text_length is not None and args.text_length < 1:
         parser.error(f"--text-length must be >= 1, received {args.text_length}")
+    from handwriting import startup
     from handwriting.errors import SampleError
+
+    startup.import_tensorflow()  # without TensorFlow's no-GPU notices on stderr
 
     try:
         sizes = export(args.model, args.out, int8=not args.no_int8, text_length=args.text_length)
