@@ -19,6 +19,8 @@ OUTPUT_KINDS = (".svg", ".png", ".gif", ".json")
 # Pixels per line of handwriting in PNGs and GIFs: sized for a screen (a short phrase comes out
 # about 400 x 150 pixels).
 DEFAULT_LINE_PX = 128
+# Data-set lines `styles` (and `write --style list`) lists per split.
+DEFAULT_STYLE_LIMIT = 20
 
 EPILOG = """examples:
   python -m handwriting write "Hello world" -o hello.svg
@@ -86,7 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     styles.add_argument("--data", help="the data set folder (default: the run's)")
     styles.add_argument(
-        "--limit", type=int, default=20, help="data-set lines listed per split (default 20)"
+        "--limit",
+        type=int,
+        default=DEFAULT_STYLE_LIMIT,
+        help=f"data-set lines listed per split (default {DEFAULT_STYLE_LIMIT})",
     )
     styles.add_argument("-o", "--output", help="also draw the model's styles to this .png")
     styles.add_argument(
@@ -132,7 +137,8 @@ def _write(args, parser) -> int:
         raise SampleError(f"text has {len(args.text)} characters; the limit is {MAX_TEXT_CHARS}")
     synth = sample.load(args.model)
     if args.style == "list":
-        return _list_styles(synth, args.data, limit=20)
+        _list_styles(synth, args.data, limit=DEFAULT_STYLE_LIMIT)
+        return 0
     prime = None
     if args.prime is not None:
         prime = load_prime(args.prime, args.prime_text)
@@ -176,9 +182,8 @@ def _styles(args, parser) -> int:
             styles[line_id] = prime_from_dataset(synth, line_id, args.data)
         path = save_styles(synth.directory, styles)
         print(f"wrote {path} ({len(styles)} styles)")
-    _list_styles(synth, args.data, limit=args.limit)
+    styles = _list_styles(synth, args.data, limit=args.limit)
     if args.output is not None:
-        styles = load_styles(synth.directory)
         if not styles:
             raise SampleError(
                 f"{synth.directory}: the model has no {rundir.STYLES_FILENAME}; nothing to draw"
@@ -196,8 +201,11 @@ def _styles(args, parser) -> int:
     return 0
 
 
-def _list_styles(synth, data_dir, *, limit: int) -> int:
-    """Prints the style ids `--style` takes: the model's, then the data set's (up to `limit`)."""
+def _list_styles(synth, data_dir, *, limit: int) -> dict:
+    """Prints the style ids `--style` takes: the model's, then the data set's (up to `limit`).
+
+    Returns the model's styles, `{id: Prime}`.
+    """
     styles = load_styles(synth.directory)
     if styles:
         print(f"Styles of the model ({os.path.join(synth.directory, rundir.STYLES_FILENAME)}):")
@@ -215,4 +223,4 @@ def _list_styles(synth, data_dir, *, limit: int) -> int:
         where = data_dir or synth.config.data.dir
         print(f"The model's data set ({where}) is not here; --data DIR lists the lines of one.")
     print("Write in one of them: python -m handwriting write TEXT -o out.svg --style ID")
-    return 0
+    return styles
