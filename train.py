@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="override config values, e.g. train.learning_rate=3e-4 model.units=256",
     )
     parser.add_argument(
+        "--score",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="at the end, score the legibility of the kept network with the shipped reader "
+        "and write legibility.json (default: on)",
+    )
+    parser.add_argument(
         "--verbose",
         type=int,
         choices=(0, 1, 2),
@@ -102,7 +109,7 @@ def main(argv=None) -> int:
     except ConfigError as e:
         parser.error(str(e))
     try:
-        training.train(
+        result = training.train(
             config,
             run_dir,
             resume=args.resume,
@@ -119,6 +126,13 @@ def main(argv=None) -> int:
     except (training.TrainingError, ConfigError, DatasetError, SampleError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 1
+    model_path = os.path.join(run_dir, rundir.MODEL_FILENAME)
+    if args.score and config.model.kind == "synthesis" and model_path in result.files:
+        from handwriting import legibility
+
+        print("Scoring legibility (held-out sentences, 3 biases x 3 seeds, the shipped reader)")
+        score = legibility.score_run(run_dir)
+        print(legibility.format_table(score))
     log_dir = os.path.join(run_dir, rundir.LOG_DIR)
     print(f"TensorBoard: tensorboard --logdir {log_dir}")
     return 0

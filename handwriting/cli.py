@@ -1,4 +1,5 @@
-"""The command line: `python -m handwriting write "text" -o out.svg|.png|.gif|.json [options]`.
+"""The command line: `python -m handwriting write "text" -o out.svg|.png|.gif|.json [options]`,
+`styles` (the styles `--style` takes) and `score` (the legibility score of a model).
 
 Errors in what the user gave (unknown characters, empty or oversized text, control characters,
 a missing model or prime file) end with exit status 2 and a one-line message, never a
@@ -6,11 +7,16 @@ traceback. Newlines in the text break lines; other control characters are refuse
 """
 
 import argparse
+import json
+import math
 import os
 import sys
 
 from handwriting import files, rundir, sample
 from handwriting.errors import SampleError
+from handwriting.legibility import BIASES, DEFAULT_READER_DIR, SEEDS, format_table
+from handwriting.legibility import score as legibility_score
+from handwriting.reader import ReaderError, load_reader
 from handwriting.strokes import load_prime, save_strokes_json
 from handwriting.styles import dataset_line_ids, load_styles, prime_from_dataset, save_styles
 from handwriting.text import DEFAULT_WIDTH, MAX_TEXT_CHARS
@@ -100,6 +106,33 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="copy these lines of the data set into the model's styles.json",
     )
+    score = commands.add_parser(
+        "score",
+        help="the legibility of a model: a reader's character error rate on its samples",
+        description="Writes held-out sentences with several seeds at several sampling biases, "
+        "reads them with a trained reader, and prints the character error rate (CER) per bias, "
+        "with the reader's CER on the validation split's true strokes as the ceiling.",
+    )
+    score.add_argument(
+        "--model", default=None, help="a training run's or export's directory (default: demo model)"
+    )
+    score.add_argument("--reader", default=None, help="a reader directory (default: the shipped)")
+    score.add_argument(
+        "--data",
+        help="the data set of the ceiling (default: the run's; without it, the "
+        "reader's recorded validation CER)",
+    )
+    score.add_argument(
+        "--seeds", type=int, default=len(SEEDS), help=f"seeds per sentence (default {len(SEEDS)})"
+    )
+    score.add_argument(
+        "--bias",
+        type=float,
+        nargs="+",
+        default=list(BIASES),
+        help=f"sampling biases (default {' '.join(format(b, 'g') for b in BIASES)})",
+    )
+    score.add_argument("--json", action="store_true", help="print the score as JSON")
     return parser
 
 
@@ -109,8 +142,10 @@ def main(argv=None) -> int:
     try:
         if args.command == "styles":
             return _styles(args, parser)
+        if args.command == "score":
+            return _score(args, parser)
         return _write(args, parser)
-    except SampleError as e:
+    except (SampleError, ReaderError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -198,6 +233,24 @@ def _styles(args, parser) -> int:
         )
         render.save_png(image, args.output)
         print(f"wrote {args.output} ({len(ids)} styles)")
+    return 0
+
+
+def _score(args, parser) -> int:
+    if args.seeds < 1:
+        parser.error(f"--seeds must be >= 1, received {args.seeds}")
+    for bias in args.bias:
+        if not (math.isfinite(bias) and bias >= 0):
+            parser.error(f"--bias must be numbers >= 0, received {bias}")
+    synth = sample.load(args.model)
+    reader = load_reader(args.reader if args.reader is not None else DEFAULT_READER_DIR)
+    result = legibility_score(
+        synth, reader, biases=args.bias, seeds=tuple(range(args.seeds)), data_dir=args.data
+    )
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        print(format_table(result))
     return 0
 
 

@@ -1,7 +1,9 @@
 """Pictures of a synthesis network in training: held-out sentences and its attention.
 
 `Previews.write` puts them in TensorBoard during training (`logs/samples`: `samples` and
-`attention`, at the optimiser step); `Previews.save` writes samples.png and attention.png.
+`attention`, at the optimiser step), with the legibility score (`legibility/cer`, the reader's
+CER on samples, and `legibility/ceiling`, its CER on the validation strokes);
+`Previews.save` writes samples.png and attention.png.
 """
 
 import dataclasses
@@ -12,13 +14,11 @@ import tensorflow as tf
 
 from handwriting import render, rundir
 from handwriting import sample as sample_lib
+from handwriting.legibility import HELD_OUT_TEXTS
 
-# Sentences with every letter of the alphabet, in no training corpus.
-HELD_OUT_TEXTS = (
-    "the quick brown fox jumps over the lazy dog",
-    "Sphinx of black quartz, judge my vow.",
-    "Pack my box with five dozen liquor jugs!",
-)
+# The held-out sentences drawn: the first six of the legibility score's (every letter, and
+# capitals, digits and punctuation).
+PREVIEW_TEXTS = HELD_OUT_TEXTS[:6]
 # Sampling bias b of the held-out samples (Graves eq. 61-62): neat but not frozen.
 SAMPLE_BIAS = 1.0
 # Seed of the held-out samples: the same strokes' randomness at every step, so the images show
@@ -81,10 +81,16 @@ class Previews:
         valid: the validation batches; the attention is drawn over their first line.
         run_dir: the run directory the pictures go to.
         log: prints one line.
+        legibility: None, or a function `synth -> {name: value}` (`legibility.Legibility`)
+            whose values are logged as `legibility/<name>` at every step but the first.
     """
 
-    def __init__(self, synth: rundir.Synthesizer, texts, valid, run_dir, log=print):
+    def __init__(
+        self, synth: rundir.Synthesizer, texts, valid, run_dir, log=print, legibility=None
+    ):
         self.synth = synth
+        self.legibility = legibility
+        self.log = log
         self.run_dir = os.fspath(run_dir)
         self.writer = None  # of logs/samples, made at the first `write`
         self.texts = []
@@ -106,6 +112,12 @@ class Previews:
                 tf.summary.image("samples", sample_sheet(self.synth, self.texts)[None])
             if self.line is not None:
                 tf.summary.image("attention", attention_map(self.synth.model, self.line)[None])
+            if self.legibility is not None and step > 0:  # an untrained network reads as noise
+                values = self.legibility(self.synth)
+                for name, value in values.items():
+                    tf.summary.scalar(f"legibility/{name}", value)
+                if "cer" in values:
+                    self.log(f"step {step}: legibility (reader CER at bias 1) {values['cer']:.3f}")
         self.writer.flush()
 
     def save(self) -> list:

@@ -272,12 +272,14 @@ class Reader:
         model: the `StrokeReader`.
         info: the `DatasetInfo` of the data it was trained on.
         record: the contents of `reader.json` (sizes and training record).
+        directory: where it was loaded from ("" when built in memory).
     """
 
-    def __init__(self, model, info, record=None):
+    def __init__(self, model, info, record=None, directory=""):
         self.model = model
         self.info = info
         self.record = dict(record or {})
+        self.directory = directory
         self._call = tf.function(
             lambda inputs: model(inputs, training=False), reduce_retracing=True
         )
@@ -334,7 +336,7 @@ def load_reader(directory) -> Reader:
             f"{paths[MODEL_FILENAME]}: not a StrokeReader over the {info.alphabet.size} ids "
             f"of {paths[DATASET_FILENAME]}"
         )
-    return Reader(model, info, record)
+    return Reader(model, info, record, directory)
 
 
 def read(reader: Reader, strokes_list, *, beam_width=0, batch_size=64) -> list:

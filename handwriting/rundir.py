@@ -15,6 +15,8 @@ is typed twice; an export's directory holds the same first three files beside it
                        samples/ (handwriting of held-out sentences, the attention map)
     samples.png        held-out sentences written at bias 1 by the best network (at the end)
     attention.png      phi(t, u) of the best network over a validation line (at the end)
+    legibility.json    the legibility score of the best network (`handwriting.legibility`;
+                       written by train.py at the end)
 """
 
 import dataclasses
@@ -48,6 +50,7 @@ ITERATOR_PREFIX = "step-{step:09d}.iterator"
 LOG_DIR = "logs"
 SAMPLES_PNG = "samples.png"
 ATTENTION_PNG = "attention.png"
+LEGIBILITY_FILENAME = "legibility.json"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,8 +32,9 @@ from handwriting.config import Config, ConfigError
 from handwriting.dataset_info import DatasetInfo
 from handwriting.distribution import is_chief, make_strategy, on_every_replica
 from handwriting.errors import TrainingError
+from handwriting.legibility import Legibility
 from handwriting.model import build_model, build_optimizer
-from handwriting.previews import HELD_OUT_TEXTS, Previews
+from handwriting.previews import PREVIEW_TEXTS, Previews
 from handwriting.rundir import TrainingState
 
 
@@ -277,7 +278,8 @@ def train(
     resume: bool = False,
     strategy: str = "auto",
     after_step=(),
-    sample_texts=HELD_OUT_TEXTS,
+    sample_texts=PREVIEW_TEXTS,
+    legibility="auto",
     verbose="auto",
     log=print,
 ) -> TrainingResult:
@@ -292,6 +294,8 @@ def train(
         after_step: functions `f(model, step)`, called after every optimiser step.
         sample_texts: the held-out sentences written to TensorBoard and samples.png; those
             with characters outside the data's alphabet are left out.
+        legibility: a function `synth -> {name: value}` logged to TensorBoard at every sample
+            step; "auto": `legibility.Legibility` with the shipped reader; None: none.
         verbose: progress output: "auto" (1), 0 (none), 1 (a bar) or 2 (a line per round).
         log: prints one line of progress.
 
@@ -359,7 +363,11 @@ def train(
     synth = rundir.Synthesizer(
         model, config, info.alphabet, tuple(info.offset_mean), tuple(info.offset_std)
     )
-    previews = Previews(synth, sample_texts, valid, run_dir, log) if model.is_synthesis else None
+    previews = None
+    if model.is_synthesis:
+        if legibility == "auto":
+            legibility = Legibility() if config.train.sample_every_steps and chief else None
+        previews = Previews(synth, sample_texts, valid, run_dir, log, legibility)
 
     loop = _Loop(model, distribution, iterator, config, run_dir, chief, previews)
     verbose = 1 if verbose == "auto" else verbose

@@ -17,7 +17,7 @@ import tensorflow as tf
 from PIL import Image
 
 import train as train_cli
-from handwriting import data, distribution, previews, records, rundir, sample, training
+from handwriting import data, distribution, legibility, previews, records, rundir, sample, training
 from handwriting.alphabet import PRINTABLE_ASCII, Alphabet
 from handwriting.config import Config, preset
 from handwriting.dataset_info import DatasetInfo, Shard, Split, sha256_file
@@ -147,6 +147,10 @@ def reference_run(corpus, tmp_path_factory):
     return run_dir, code, stdout.getvalue()
 
 
+def run_dir_data(run_dir):
+    return Config.load(run_dir).data.dir
+
+
 class _redirect:
     def __init__(self, stream):
         self.stream = stream
@@ -161,9 +165,10 @@ class _redirect:
 # A run and its directory -------------------------------------------------------------------
 
 
-def test_held_out_texts_hold_every_letter():
-    for text in previews.HELD_OUT_TEXTS:
+def test_the_first_held_out_texts_hold_every_letter():
+    for text in legibility.HELD_OUT_TEXTS[:3]:
         assert set(string.ascii_lowercase) <= set(text.lower()), text
+    assert previews.PREVIEW_TEXTS == legibility.HELD_OUT_TEXTS[:6]
 
 
 def test_cli_run_writes_the_run_directory_and_the_loss_falls(reference_run, corpus):
@@ -231,6 +236,27 @@ def test_tensorboard_event_files_hold_scalars_and_images(reference_run):
     assert sheet.shape[1] == previews.SAMPLE_WIDTH_PX and sheet.shape[2] == 3
     attention = images["attention"][-1][1]
     assert attention.ndim == 3 and attention.shape[0] > attention.shape[1] / 50
+    # The legibility score at every sample step but the untrained network's.
+    assert [step for step, _ in images["legibility/cer"]] == [4, 8]
+    assert all(cer >= 0.0 for _, cer in images["legibility/cer"])
+    ceiling = [value for _, value in images["legibility/ceiling"]]
+    assert len(ceiling) == 2 and ceiling[0] == ceiling[1] and ceiling[0] >= 0.0
+
+
+def test_the_cli_run_ends_with_the_legibility_score(reference_run):
+    run_dir, _, stdout = reference_run
+    with open(os.path.join(run_dir, rundir.LEGIBILITY_FILENAME)) as f:
+        score = json.load(f)
+    assert score["model"] == run_dir
+    lines = 3 * len(legibility.HELD_OUT_TEXTS)
+    assert [(row["bias"], row["lines"]) for row in score["rows"]] == [
+        (0.5, lines),
+        (1.0, lines),
+        (2.0, lines),
+    ]
+    assert score["ceiling"]["lines"] == 7 and score["ceiling"]["source"] == run_dir_data(run_dir)
+    for row in score["rows"]:
+        assert f"samples, bias {row['bias']:g} {row['cer']:7.3f} {lines:6d}" in stdout
 
 
 # Resume ------------------------------------------------------------------------------------
