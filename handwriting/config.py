@@ -114,9 +114,22 @@ class TrainConfig:
     # Stop after this much wall-clock time; 0: no limit.
     time_budget_minutes: float = 0.0
     # The longest piece of a line a batch holds, in points; longer lines are cut into pieces
-    # (a synthesis piece reads only the characters it writes, so long lines without an
-    # alignment are left out: see `handwriting.data.load_dataset`'s `long_lines`).
+    # where the data say which character each point writes (a synthesis piece reads only the
+    # characters it writes). A synthesis line without that alignment (IAM-OnDB) is trained
+    # whole up to `max_line_points` points and left out beyond.
     max_points: int = 1200
+    # The longest line without an alignment trained whole (IAM-OnDB lines reach ~1,900 points).
+    max_line_points: int = 2000
+    # Curriculum: the first `curriculum_steps` steps train on pieces of at most
+    # `curriculum_max_points` points, then on `max_points`; 0 steps: no curriculum.
+    curriculum_steps: int = 0
+    curriculum_max_points: int = 250
+    # Guided attention (Tachibana et al. 2017): an extra loss, weight `guided_attention` per
+    # point at step 0 falling linearly to 0 at step `guided_attention_steps`, that pulls the
+    # window towards the character each point writes (the data's alignment; the diagonal
+    # where a line has none). 0: off.
+    guided_attention: float = 0.0
+    guided_attention_steps: int = 0
     # Evaluate on the validation split every this many steps.
     eval_every_steps: int = 500
     # Validation batches per evaluation; 0: the whole split.
@@ -153,7 +166,16 @@ class TrainConfig:
             "must be >= 0",
             self.time_budget_minutes,
         )
-        _require(self.max_points >= 2, "train.max_points", "must be >= 2", self.max_points)
+        for key in ("max_points", "max_line_points", "curriculum_max_points"):
+            _require(getattr(self, key) >= 2, f"train.{key}", "must be >= 2", getattr(self, key))
+        for key in ("curriculum_steps", "guided_attention_steps"):
+            _require(getattr(self, key) >= 0, f"train.{key}", "must be >= 0", getattr(self, key))
+        _require(
+            self.guided_attention >= 0,
+            "train.guided_attention",
+            "must be >= 0 (0 turns it off)",
+            self.guided_attention,
+        )
         for key in ("eval_every_steps", "checkpoint_every_steps"):
             _require(getattr(self, key) >= 1, f"train.{key}", "must be >= 1", getattr(self, key))
         for key in ("eval_batches", "sample_every_steps", "early_stopping_patience"):

@@ -50,6 +50,8 @@ _SCAN_BATCH = 512
 # lines cut by `split_line` at once (their pieces spread over neighbouring batches).
 _INTERLEAVE_CYCLE = 4
 LONG_LINE_POLICIES = ("drop", "split", "split_aligned")
+# The longest line without an alignment that "split_aligned" keeps whole by default.
+UNALIGNED_MAX_POINTS = 2000
 
 
 def _shift_and_scale(offset_mean, offset_std):
@@ -135,17 +137,19 @@ def make_example(line, offset_mean, offset_std):
     return inputs, points[1:], tf.ones([num_steps], tf.float32)
 
 
-def split_line(line, max_points):
+def split_line(line, max_points, *, unaligned_whole=False):
     """Cuts a line into consecutive pieces of at most `max_points` points.
 
     Neighbouring pieces share their boundary point, so every step `(point i -> point i + 1)` of
     the line lands in exactly one piece. A line with an alignment gives each piece the
     characters its points write (alignment rebased to them); a line without one keeps its whole
-    text in every piece. Works eagerly and inside `Dataset.flat_map` / `Dataset.interleave`.
+    text in every piece, or with `unaligned_whole` stays whole (one piece of all its points).
+    Works eagerly and inside `Dataset.flat_map` / `Dataset.interleave`.
 
     Args:
         line: a dict with `strokes` `(N, 3)`, `chars` `(U,)`, `alignment` `(N,)`.
         max_points: the longest piece, >= 2.
+        unaligned_whole: keep a line without an alignment whole.
 
     Returns:
         A `tf.data.Dataset` of the P = ceil((N - 1) / (max_points - 1)) pieces, dicts of
@@ -157,13 +161,15 @@ def split_line(line, max_points):
     chars = tf.cast(line["chars"], tf.int32)  # [U]
     alignment = tf.cast(line["alignment"], tf.int32)  # [N]
     num_points = tf.shape(strokes)[0]
-    stride = max_points - 1  # steps per piece
-    num_pieces = tf.maximum((num_points - 2) // stride + 1, 0)  # ceil((N - 1) / stride)
     aligned = tf.reduce_all(alignment >= 0)
+    stride = tf.constant(max_points - 1)  # steps per piece
+    if unaligned_whole:
+        stride = tf.where(aligned, stride, tf.maximum(num_points - 1, 1))
+    num_pieces = tf.maximum((num_points - 2) // stride + 1, 0)  # ceil((N - 1) / stride)
 
     def piece(index):
         start = tf.cast(index, tf.int32) * stride
-        stop = tf.minimum(start + max_points, num_points)
+        stop = tf.minimum(start + stride + 1, num_points)
         piece_alignment = alignment[start:stop]
         first_char = tf.where(aligned, piece_alignment[0], 0)
         stop_char = tf.where(aligned, piece_alignment[-1] + 1, tf.shape(chars)[0])
@@ -276,6 +282,50 @@ def _scan_split(info, data_dir, split):
     return np.asarray(lengths, np.int64)
 
 
+def line_plan(
+    data_dir,
+    split,
+    *,
+    max_points,
+    long_lines="split_aligned",
+    unaligned_max_points=UNALIGNED_MAX_POINTS,
+) -> dict:
+    """What `load_dataset` with these arguments does with each line of a split, counted.
+
+    Returns:
+        `{"whole": n, "cut": n, "left_out": {reason: n}}`: lines used whole, lines cut into
+        pieces, and lines left out, by reason.
+    """
+    data_dir = os.fspath(data_dir)
+    info = DatasetInfo.load(data_dir, verify=False)
+    spec = {k: records.FEATURE_SPEC[k] for k in ("num_points", "alignment")}
+    lengths, aligned = [], []
+    for batch in tf.data.TFRecordDataset(info.shard_paths(data_dir, split)).batch(_SCAN_BATCH):
+        parsed = tf.io.parse_example(batch, spec)
+        lengths += parsed["num_points"].numpy().tolist()
+        aligned += (tf.strings.length(parsed["alignment"]) > 0).numpy().tolist()
+    plan = {"whole": 0, "cut": 0, "left_out": {}}
+
+    def leave_out(reason):
+        plan["left_out"][reason] = plan["left_out"].get(reason, 0) + 1
+
+    whole_limit = max(max_points or 0, unaligned_max_points)
+    for length, has_alignment in zip(lengths, aligned, strict=True):
+        if length < 2:
+            leave_out("fewer than 2 points")
+        elif max_points is None or length <= max_points:
+            plan["whole"] += 1
+        elif long_lines == "drop":
+            leave_out(f"over {max_points} points")
+        elif long_lines == "split" or has_alignment:
+            plan["cut"] += 1
+        elif length <= whole_limit:
+            plan["whole"] += 1
+        else:
+            leave_out(f"no alignment and over {whole_limit} points")
+    return plan
+
+
 def load_dataset(
     data_dir,
     split,
@@ -286,6 +336,7 @@ def load_dataset(
     repeat=False,
     max_points=None,
     long_lines="drop",
+    unaligned_max_points=UNALIGNED_MAX_POINTS,
     bucket_boundaries=None,
     drop_remainder=False,
     shuffle_buffer=1024,
@@ -312,8 +363,10 @@ def load_dataset(
         long_lines: what happens to lines over `max_points`: `"drop"` leaves them out,
             `"split"` cuts them into pieces of at most `max_points` points (`split_line`),
             `"split_aligned"` cuts those that carry an alignment (each piece then reads only
-            the characters it writes) and leaves out the others — what a synthesis network
+            the characters it writes) and keeps the others whole up to
+            `unaligned_max_points` points, leaving out longer ones — what a synthesis network
             needs, since a piece that kept its whole text would teach the window a wrong pace.
+        unaligned_max_points: see `long_lines`; `line_plan` counts what happens to each line.
         bucket_boundaries: increasing step counts T that separate the length buckets; None
             derives `DEFAULT_NUM_BUCKETS` buckets from the split's line lengths.
         drop_remainder: drop each bucket's last, smaller batch (for a fixed B).
@@ -382,14 +435,17 @@ def load_dataset(
         lines = lines.repeat()
     lines = lines.map(records.parse_line, num_parallel_calls=num_parallel_calls)
     if max_points is not None and long_lines == "split_aligned":
+        whole_limit = max(max_points, unaligned_max_points)
         lines = lines.filter(
             lambda line: (
-                (tf.shape(line["strokes"])[0] <= max_points) | tf.reduce_all(line["alignment"] >= 0)
+                (tf.shape(line["strokes"])[0] <= whole_limit)
+                | tf.reduce_all(line["alignment"] >= 0)
             )
         )
     if max_points is not None and long_lines != "drop":
+        whole = long_lines == "split_aligned"
         lines = lines.interleave(
-            lambda line: split_line(line, max_points),
+            lambda line: split_line(line, max_points, unaligned_whole=whole),
             cycle_length=_INTERLEAVE_CYCLE,
             num_parallel_calls=num_parallel_calls,
         )

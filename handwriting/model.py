@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from handwriting import mixture
 from handwriting.lstm import LSTMLayer, clip_gradient, layer_inputs
-from handwriting.window import WindowCell, unroll_window
+from handwriting.window import WindowCell, guided_attention, unroll_window
 
 KINDS = ("synthesis", "prediction")
 POINT_FEATURES = 3  # (dx, dy, eos)
@@ -54,6 +54,9 @@ class HandwritingModel(keras.Model):
         output_gradient_clip: clip of d(per-line loss)/d(head outputs); 0: off.
         clip_norm: global-norm clip of the gradient of the mean per-line loss in `train_step`;
             0: off.
+        guided_attention: weight of the guided-attention loss (`window.guided_attention`)
+            at optimiser step 0, falling linearly to 0 at `guided_attention_steps`; 0: off.
+        guided_attention_steps: see `guided_attention`.
 
     Call arguments:
         inputs: dict with `strokes` `(B, T, 3)`, and for synthesis `chars` `(B, U)` int ids and
@@ -75,6 +78,8 @@ class HandwritingModel(keras.Model):
         lstm_gradient_clip=0.0,
         output_gradient_clip=0.0,
         clip_norm=0.0,
+        guided_attention=0.0,
+        guided_attention_steps=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -106,6 +111,13 @@ class HandwritingModel(keras.Model):
         self.lstm_gradient_clip = float(lstm_gradient_clip)
         self.output_gradient_clip = float(output_gradient_clip)
         self.clip_norm = float(clip_norm)
+        if not (guided_attention >= 0 and guided_attention_steps >= 0):
+            raise ValueError(
+                "`guided_attention` and `guided_attention_steps` must be >= 0, received "
+                f"{guided_attention!r} and {guided_attention_steps!r}"
+            )
+        self.guided_attention = float(guided_attention) if kind == "synthesis" else 0.0
+        self.guided_attention_steps = int(guided_attention_steps)
 
         policy = self.dtype_policy
         window_size = alphabet_size if kind == "synthesis" else 0
@@ -141,6 +153,7 @@ class HandwritingModel(keras.Model):
         self.grad_norm_tracker = keras.metrics.Mean(name="grad_norm")
         self.alignment_accuracy_tracker = keras.metrics.Mean(name="alignment_accuracy")
         self.alignment_exact_tracker = keras.metrics.Mean(name="alignment_exact")
+        self.guided_attention_tracker = keras.metrics.Mean(name="guided_attention")
         # Whether the data carry an alignment, so that the two above mean something; the
         # trainer sets it from the validation split before training.
         self.scores_alignment = True
@@ -281,6 +294,8 @@ class HandwritingModel(keras.Model):
         ]
         if self.is_synthesis and self.scores_alignment:
             metrics += [self.alignment_accuracy_tracker, self.alignment_exact_tracker]
+        if self.guided_attention:
+            metrics.append(self.guided_attention_tracker)
         return metrics
 
     def _loss_and_metrics(self, data, training):
@@ -296,7 +311,24 @@ class HandwritingModel(keras.Model):
         )
         if self.is_synthesis and self.scores_alignment and "alignment" in inputs:
             self._update_alignment(outputs["phi"], inputs["alignment"], sample_weight)
-        return loss, lines
+        guided = None
+        if training and self.guided_attention:
+            alignment = inputs.get("alignment")
+            if alignment is None:
+                alignment = -tf.ones(tf.shape(targets)[:2], tf.int32)
+            guided = guided_attention(
+                outputs["phi"], alignment, sample_weight > 0, inputs["chars_mask"]
+            )  # [B]
+            self.guided_attention_tracker.update_state(
+                tf.reduce_sum(guided) / tf.maximum(tf.reduce_sum(loss.line_points), 1.0)
+            )
+        return loss, lines, guided
+
+    def guided_attention_weight(self):
+        """The guided attention's weight at the optimiser's current step (annealed to 0)."""
+        step = tf.cast(self.optimizer.iterations, tf.float32)
+        steps = max(self.guided_attention_steps, 1)
+        return self.guided_attention * tf.maximum(0.0, 1.0 - step / steps)
 
     def _update_alignment(self, phi, alignment, sample_weight):
         """Window argmax vs the character being written, over points with a known one."""
@@ -313,10 +345,12 @@ class HandwritingModel(keras.Model):
 
     def train_step(self, data):
         with tf.GradientTape() as tape:
-            loss, lines = self._loss_and_metrics(data, training=True)
+            loss, lines, guided = self._loss_and_metrics(data, training=True)
             # The per-line losses summed: every derivative is one of a per-line loss, the unit
             # of Graves' clip bounds; the gradient is divided by the line count below.
             total = tf.reduce_sum(loss.line_nll)
+            if guided is not None:
+                total += self.guided_attention_weight() * tf.reduce_sum(guided)
         variables = self.trainable_variables
         grads = tape.gradient(total, variables)
         context = tf.distribute.get_replica_context()
@@ -339,7 +373,8 @@ class HandwritingModel(keras.Model):
 
     def test_step(self, data):
         self._loss_and_metrics(data, training=False)
-        return {m.name: m.result() for m in self.metrics if m is not self.grad_norm_tracker}
+        trained_only = (self.grad_norm_tracker, self.guided_attention_tracker)
+        return {m.name: m.result() for m in self.metrics if m not in trained_only}
 
     def get_config(self):
         config = super().get_config()
@@ -355,6 +390,8 @@ class HandwritingModel(keras.Model):
                 "lstm_gradient_clip": self.lstm_gradient_clip,
                 "output_gradient_clip": self.output_gradient_clip,
                 "clip_norm": self.clip_norm,
+                "guided_attention": self.guided_attention,
+                "guided_attention_steps": self.guided_attention_steps,
             }
         )
         return config
@@ -395,6 +432,8 @@ def build_model(model_config, alphabet_size, train_config=None) -> HandwritingMo
             "lstm_gradient_clip": train_config.lstm_gradient_clip,
             "output_gradient_clip": train_config.output_gradient_clip,
             "clip_norm": train_config.clip_norm,
+            "guided_attention": train_config.guided_attention,
+            "guided_attention_steps": train_config.guided_attention_steps,
         }
     return HandwritingModel(
         alphabet_size=alphabet_size,

@@ -55,28 +55,58 @@ class TrainingResult:
 # Data
 
 
-def _pipeline_arguments(config: Config) -> dict:
-    # Lines over train.max_points are cut into pieces. A synthesis piece must read only the
+def max_points_at(config: Config, step: int) -> int:
+    """The longest training piece at optimiser step `step`: the curriculum's, then
+    `train.max_points`."""
+    settings = config.train
+    return (
+        settings.curriculum_max_points if step < settings.curriculum_steps else settings.max_points
+    )
+
+
+def _pipeline_arguments(config: Config, max_points=None) -> dict:
+    # Lines over max_points are cut into pieces. A synthesis piece must read only the
     # characters it writes, which needs the line's alignment: long lines without one are
-    # left out. Prediction lines are cut whatever they carry.
+    # trained whole up to train.max_line_points. Prediction lines are cut whatever they carry.
     return dict(
         batch_size=config.train.batch_size,
-        max_points=config.train.max_points,
+        max_points=config.train.max_points if max_points is None else max_points,
         long_lines="split_aligned" if config.model.kind == "synthesis" else "split",
+        unaligned_max_points=config.train.max_line_points,
         bucket_boundaries=list(config.data.bucket_boundaries),
         shuffle_buffer=config.data.shuffle_buffer,
     )
 
 
-def training_stream(config: Config) -> tf.data.Dataset:
-    """The endless, seeded, shuffled stream of training batches, whole (not per replica)."""
+def training_stream(config: Config, step: int = 0) -> tf.data.Dataset:
+    """The endless, seeded, shuffled stream of training batches at optimiser step `step`,
+    whole (not per replica)."""
     return data.load_dataset(
         config.data.dir,
         "train",
         shuffle=True,
         seed=config.train.seed,
         repeat=True,
-        **_pipeline_arguments(config),
+        **_pipeline_arguments(config, max_points_at(config, step)),
+    )
+
+
+def describe_lines(config: Config, step: int = 0) -> str:
+    """How many training lines are used whole, cut into pieces, or left out (and why)."""
+    arguments = _pipeline_arguments(config, max_points_at(config, step))
+    plan = data.line_plan(
+        config.data.dir,
+        "train",
+        max_points=arguments["max_points"],
+        long_lines=arguments["long_lines"],
+        unaligned_max_points=arguments["unaligned_max_points"],
+    )
+    left_out = sum(plan["left_out"].values())
+    reasons = "".join(f"; {n} {reason}" for reason, n in sorted(plan["left_out"].items()))
+    return (
+        f"Training lines (pieces of at most {arguments['max_points']} points): "
+        f"{plan['whole']} used whole, {plan['cut']} cut into pieces, {left_out} left out"
+        + (f" ({reasons[2:]})" if left_out else "")
     )
 
 
@@ -148,8 +178,11 @@ class _Loop:
     guard, and the rest for the progress bar, a round's end and TensorBoard.
     """
 
-    def __init__(self, model, distribution, iterator, config: Config, run_dir, chief, previews):
+    def __init__(
+        self, model, distribution, iterator, config: Config, run_dir, chief, previews, log
+    ):
         self.model, self.iterator, self.settings = model, iterator, config.train
+        self.config, self.log = config, log
         self.run_dir, self.chief = run_dir, chief
         self.train_step = on_every_replica(distribution, model.train_step, model.metrics)
         self.test_step = on_every_replica(distribution, model.test_step, model.metrics)
@@ -180,6 +213,13 @@ class _Loop:
                 step += 1
                 for hook in after_step:
                     hook(self.model, step)
+                if step == self.settings.curriculum_steps and max_points_at(
+                    self.config, step
+                ) != max_points_at(self.config, step - 1):
+                    self.iterator = iter(training_stream(self.config, step))
+                    self.log(
+                        f"\nStep {step}: the curriculum ends. {describe_lines(self.config, step)}"
+                    )
                 loss = float(logs["loss"])
                 if not math.isfinite(loss):
                     raise TrainingError(
@@ -331,10 +371,13 @@ def train(
     # The window's alignment is scored where the data say which character each point writes;
     # elsewhere a 0 would read as "the window learned nothing", so it is not shown at all.
     model.scores_alignment = model.is_synthesis and _has_alignment(valid)
-    iterator = iter(training_stream(config))
+    step = state.step if state is not None else 0
+    if model.is_synthesis:
+        log(describe_lines(config, step))
+    iterator = iter(training_stream(config, step))
     if state is not None and not checkpoint.restore_iterator(iterator, run_dir, state):
         log("The data settings changed: the training stream starts again from its beginning")
-        iterator = iter(training_stream(config))
+        iterator = iter(training_stream(config, step))
     chief = is_chief(distribution)
     if chief:
         os.makedirs(run_dir, exist_ok=True)
@@ -369,7 +412,7 @@ def train(
             legibility = Legibility() if config.train.sample_every_steps and chief else None
         previews = Previews(synth, sample_texts, valid, run_dir, log, legibility)
 
-    loop = _Loop(model, distribution, iterator, config, run_dir, chief, previews)
+    loop = _Loop(model, distribution, iterator, config, run_dir, chief, previews, log)
     verbose = 1 if verbose == "auto" else verbose
     state, reason = loop.run(state, limits, valid, after_step, verbose)
     log(f"Training ended at step {state.step}: {reason}.")

@@ -320,17 +320,34 @@ def test_long_lines_dropped_or_split(dataset_dir, lines):
     total_steps = sum(len(x[1]) for x in examples)
     assert total_steps == sum(len(line["strokes"]) - 1 for line in lines)
 
-    # Synthesis: long lines with an alignment are cut, long lines without one are left out.
+    # Synthesis: long lines with an alignment are cut; long lines without one are kept whole
+    # up to unaligned_max_points (line 13, 36 points) and left out beyond (line 8, 38 points).
     aligned_only = data.load_dataset(
-        dataset_dir, "train", batch_size=4, shuffle=False, max_points=20, long_lines="split_aligned"
+        dataset_dir,
+        "train",
+        batch_size=4,
+        shuffle=False,
+        max_points=20,
+        long_lines="split_aligned",
+        unaligned_max_points=37,
     )
     examples = list(_examples(aligned_only))
-    assert max(len(x[1]) for x in examples) == 19
+    unaligned_steps = sorted(len(x[1]) for x in examples if x[0]["alignment"].max() < 0)
+    assert unaligned_steps == [16, 35]  # lines 3 (17 points) and 13 (36 points), whole
     kept_lines = [
-        line for line in lines if len(line["strokes"]) <= 20 or line["alignment"] is not None
+        line
+        for line in lines
+        if len(line["strokes"]) <= 20 or line["alignment"] is not None or line["line_id"] == "l13"
     ]
-    assert len(kept_lines) < len(lines)  # the fixture has long lines without an alignment
+    assert len(kept_lines) == len(lines) - 1  # line 8 left out
     assert sum(len(x[1]) for x in examples) == sum(len(line["strokes"]) - 1 for line in kept_lines)
+    plan = data.line_plan(dataset_dir, "train", max_points=20, unaligned_max_points=37)
+    long_aligned = sum(len(x["strokes"]) > 20 and x["alignment"] is not None for x in lines)
+    assert plan == {
+        "whole": sum(len(x["strokes"]) <= 20 for x in lines) + 1,
+        "cut": long_aligned,
+        "left_out": {"no alignment and over 37 points": 1},
+    }
     cut = 0
     for inputs, _, _ in examples:  # every aligned piece reads only the characters it writes
         alignment = inputs["alignment"]
@@ -494,3 +511,29 @@ def test_unknown_split_and_bad_arguments(dataset_dir):
         ValueError, match=r"`bucket_boundaries` must be positive and increasing, received \[5, 5\]"
     ):
         data.load_dataset(dataset_dir, "train", batch_size=2, bucket_boundaries=[5, 5])
+
+
+def test_lines_without_an_alignment_are_trained_whole_under_a_cutting_preset(tmp_path):
+    """IAM-OnDB has no per-point alignment: a preset that cuts lines must not drop them."""
+    rng = np.random.default_rng(3)
+    lengths = [*rng.integers(30, 1900, size=60).tolist(), 2400]  # one over the bound
+    lines = [_make_line(rng, i, n, aligned=False) for i, n in enumerate(lengths)]
+    _write_dataset(tmp_path, {"train": lines}, shards_per_split=2)
+    plan = data.line_plan(tmp_path, "train", max_points=250)
+    assert plan == {
+        "whole": 60,
+        "cut": 0,
+        "left_out": {f"no alignment and over {data.UNALIGNED_MAX_POINTS} points": 1},
+    }
+    batches = data.load_dataset(
+        tmp_path,
+        "train",
+        batch_size=8,
+        shuffle=False,
+        max_points=250,
+        long_lines="split_aligned",
+        bucket_boundaries=[250, 900],
+    )
+    kept = sorted(len(targets) + 1 for _, targets, _ in _examples(batches))
+    assert kept == sorted(lengths[:60])  # every line within the bound, whole
+    assert len(kept) >= 0.95 * len(lengths)

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from handwriting import config as config_lib
-from handwriting import mixture
+from handwriting import mixture, window
 from handwriting.model import HandwritingModel, build_model, build_optimizer
 
 B, T, U, V, K, M, H = 3, 7, 5, 11, 2, 4, 6
@@ -129,6 +129,40 @@ def test_metrics_of_train_and_test_steps():
     expected_norm = tf.linalg.global_norm(tape.gradient(mean_loss, model.trainable_variables))
     logs = model.train_on_batch(inputs, targets, sample_weight=weight, return_dict=True)
     np.testing.assert_allclose(logs["grad_norm"], expected_norm, rtol=1e-4)
+
+
+def test_guided_attention_joins_the_training_gradient_with_an_annealed_weight():
+    inputs, targets, weight = _batch()
+    model = _model(guided_attention=2.0, guided_attention_steps=4)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=False)
+    out = model.forward(inputs)
+    loss = mixture.sequence_loss(out["head"], targets, weight)
+    guided = window.guided_attention(
+        out["phi"], inputs["alignment"], inputs["strokes_mask"], inputs["chars_mask"]
+    )
+    # Step 0: weight 2. The gradient is that of the mean per-line (NLL + 2 * guided).
+    with tf.GradientTape() as tape:
+        out = model.forward(inputs)
+        line = mixture.sequence_loss(out["head"], targets, weight).line_nll
+        line += 2.0 * window.guided_attention(
+            out["phi"], inputs["alignment"], inputs["strokes_mask"], inputs["chars_mask"]
+        )
+        mean_loss = tf.reduce_mean(line)
+    expected_norm = tf.linalg.global_norm(tape.gradient(mean_loss, model.trainable_variables))
+    logs = model.train_on_batch(inputs, targets, sample_weight=weight, return_dict=True)
+    np.testing.assert_allclose(logs["grad_norm"], expected_norm, rtol=1e-4)
+    np.testing.assert_allclose(logs["guided_attention"], np.sum(guided) / 18, rtol=1e-5)
+    np.testing.assert_allclose(logs["loss"], loss.nats_per_line(), rtol=1e-5)  # NLL only
+    weights = []
+    model.optimizer.iterations.assign(0)
+    for _ in range(5):
+        weights.append(float(model.guided_attention_weight()))
+        model.optimizer.iterations.assign_add(1)
+    assert weights == pytest.approx([2.0, 1.5, 1.0, 0.5, 0.0])
+    evaluated = model.evaluate(inputs, targets, sample_weight=weight, verbose=0, return_dict=True)
+    assert "guided_attention" not in evaluated
+    config = model.get_config()
+    assert (config["guided_attention"], config["guided_attention_steps"]) == (2.0, 4)
 
 
 def test_global_norm_clip_and_output_clip():

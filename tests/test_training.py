@@ -11,6 +11,7 @@ import textwrap
 import zipfile
 
 import h5py
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -324,7 +325,11 @@ def _recording_pipeline(monkeypatch):
             return batches
 
         def record(inputs, targets, weights):
-            tf.py_function(lambda t: yielded.append(float(tf.reduce_sum(t))), [targets], [])
+            tf.py_function(
+                lambda t: yielded.append((float(tf.reduce_sum(t)), int(tf.shape(t)[1]))),
+                [targets],
+                [],
+            )
             return inputs, targets, weights
 
         options = tf.data.Options()
@@ -341,6 +346,7 @@ def _recording_pipeline(monkeypatch):
 def test_resume_reads_no_batch_twice(corpus, tmp_path, monkeypatch):
     yielded = _recording_pipeline(monkeypatch)
     config = tiny_config(corpus, "train.max_steps=8")  # rounds end at 4, 8; checkpoints at 2, 6
+    keras.utils.set_random_seed(config.train.seed)  # as `train` does: the order depends on it
     stream = iter(training.training_stream(config))
     for _ in range(8):
         next(stream)
@@ -361,6 +367,51 @@ def test_resume_reads_no_batch_twice(corpus, tmp_path, monkeypatch):
     assert result.step == 8
     # The resumed run draws the batches of steps 7 and 8 and nothing before them: no replay.
     assert yielded == uninterrupted[6:8]
+
+
+def test_curriculum_switches_pieces_once_and_resumes_on_either_side(corpus, tmp_path, monkeypatch):
+    yielded = _recording_pipeline(monkeypatch)
+    config = tiny_config(
+        corpus,
+        "train.max_steps=8",
+        "train.curriculum_steps=4",
+        "train.curriculum_max_points=8",
+        "train.max_points=64",
+    )
+    keras.utils.set_random_seed(config.train.seed)  # as `train` does: the order depends on it
+    for step in (0, 4):  # the short pieces' stream, then the long ones' from its start
+        stream = iter(training.training_stream(config, step))
+        for _ in range(4):
+            next(stream)
+    uninterrupted = list(yielded)
+    assert max(steps for _, steps in uninterrupted[:4]) <= 7
+    assert max(steps for _, steps in uninterrupted[4:]) > 7
+
+    for kill, saved in ((3, 2), (7, 6)):  # a checkpoint before the switch, and one after
+        run_dir = str(tmp_path / f"run{kill}")
+        yielded.clear()
+        logged = []
+        with pytest.raises(_Kill):
+            training.train(
+                config,
+                run_dir,
+                after_step=[_kill_after(kill)],
+                sample_texts=(),
+                verbose=0,
+                log=logged.append,
+            )
+        assert yielded == uninterrupted[:kill]
+        assert any(
+            line.startswith("Training lines (pieces of at most 8 points): ") for line in logged
+        )
+        assert any("Step 4: the curriculum ends" in line for line in logged) == (kill > 4)
+        assert rundir.TrainingState.load(run_dir).step == saved
+        yielded.clear()
+        result = training.train(
+            config, run_dir, resume=True, sample_texts=(), verbose=0, log=_quiet
+        )
+        assert result.step == 8
+        assert yielded == uninterrupted[saved:8]
 
 
 def test_resume_removes_the_temporary_files_of_a_killed_run(corpus, tmp_path):
