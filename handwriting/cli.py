@@ -14,7 +14,7 @@ import sys
 
 from handwriting import files, rundir, sample
 from handwriting.errors import SampleError
-from handwriting.legibility import BIASES, DEFAULT_READER_DIR, SEEDS, format_table
+from handwriting.legibility import BIASES, DEFAULT_READER_DIR, SEEDS, format_table, sample_sheet
 from handwriting.legibility import score as legibility_score
 from handwriting.reader import ReaderError, load_reader
 from handwriting.strokes import load_prime, save_strokes_json
@@ -133,6 +133,26 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"sampling biases (default {' '.join(format(b, 'g') for b in BIASES)})",
     )
     score.add_argument("--json", action="store_true", help="print the score as JSON")
+    score.add_argument(
+        "--picture",
+        metavar="PNG",
+        help="also draw the first 8 sentences at bias 1 (seed 0), each labelled with what the "
+        "reader read and its CER",
+    )
+    nll = commands.add_parser(
+        "nll",
+        help="how likely given handwriting is under a model (nats per point, teacher-forced)",
+        description="Prints the mean negative log-likelihood of given lines under a model, the "
+        "network reading each line's true points (teacher forcing), optionally after a prime. "
+        "Lower is more likely: closer to the model's hand.",
+    )
+    nll.add_argument(
+        "--model", default=None, help="a training run's or export's directory (default: demo model)"
+    )
+    nll.add_argument("--lines", required=True, help="stroke JSON of the lines, each with its text")
+    nll.add_argument("--prime", help="read this line first: IAM-OnDB XML or stroke JSON")
+    nll.add_argument("--prime-text", help="the transcription of the --prime file")
+    nll.add_argument("--json", action="store_true", help="print the figures as JSON")
     return parser
 
 
@@ -144,6 +164,8 @@ def main(argv=None) -> int:
             return _styles(args, parser)
         if args.command == "score":
             return _score(args, parser)
+        if args.command == "nll":
+            return _nll(args, parser)
         return _write(args, parser)
     except (SampleError, ReaderError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -242,6 +264,14 @@ def _score(args, parser) -> int:
     for bias in args.bias:
         if not (math.isfinite(bias) and bias >= 0):
             parser.error(f"--bias must be numbers >= 0, received {bias}")
+    if args.picture is not None:
+        if os.path.splitext(args.picture)[1].lower() != ".png":
+            parser.error(f"--picture must end with .png: {args.picture!r}")
+        if 1.0 not in args.bias:
+            parser.error("--picture draws the samples at bias 1: keep 1 among --bias")
+        problem = files.output_problem(args.picture)
+        if problem:
+            raise SampleError(f"--picture: {problem}")
     synth = sample.load(args.model)
     reader = load_reader(args.reader if args.reader is not None else DEFAULT_READER_DIR)
     result = legibility_score(
@@ -251,6 +281,38 @@ def _score(args, parser) -> int:
         print(json.dumps(result.to_json()))
     else:
         print(format_table(result))
+    if args.picture is not None:
+        from handwriting import render
+
+        render.save_png(sample_sheet(result), args.picture)
+        if not args.json:
+            print(f"wrote {args.picture}")
+    return 0
+
+
+def _nll(args, parser) -> int:
+    if args.prime_text is not None and args.prime is None:
+        parser.error("--prime-text goes with --prime FILE")
+    from handwriting.likelihood import line_likelihoods, summary
+    from handwriting.strokes import load_lines
+
+    synth = sample.load(args.model)
+    lines = load_lines(args.lines)
+    prime = load_prime(args.prime, args.prime_text) if args.prime is not None else None
+    found = line_likelihoods(synth, lines, prime, source=args.lines)
+    figures = summary(found)
+    if args.json:
+        per_line = [{"text": f.text, "nats": f.nats, "points": f.points} for f in found]
+        print(json.dumps({"model": synth.directory, **figures, "per_line": per_line}))
+        return 0
+    print(f"{'nats/point':>10} {'points':>7}  text")
+    for f in found:
+        print(f"{f.nats_per_point:10.4f} {f.points:7d}  {f.text}")
+    print(
+        f"{figures['nats_per_point']:10.4f} {sum(f.points for f in found):7d}  "
+        f"all {figures['lines']} lines ({figures['nats_per_line']:.2f} nats per line)"
+        + (f", primed with {prime.source}" if prime is not None else "")
+    )
     return 0
 
 

@@ -123,10 +123,24 @@ def error_rate(references, readings) -> float:
     return sum(edit_distance(r, h) for r, h in zip(references, readings, strict=True)) / total
 
 
+@dataclasses.dataclass(frozen=True)
+class Reading:
+    """One sampled line and what the reader read."""
+
+    text: str
+    seed: int
+    strokes: np.ndarray
+    reading: str
+
+    @property
+    def cer(self) -> float:
+        return error_rate([self.text], [self.reading])
+
+
 def sample_readings(synth, reader: Reader, texts, *, bias: float, seeds=SEEDS) -> list:
     """Writes every text with every seed at `bias` and reads the lines back.
 
-    Returns `[(text, seed, reading), ...]`, texts within seeds.
+    Returns a list of `Reading`, texts within seeds.
     """
     texts = list(texts)
     out = []
@@ -137,8 +151,12 @@ def sample_readings(synth, reader: Reader, texts, *, bias: float, seeds=SEEDS) -
             samples = sample_lib.generate(synth, chunk, bias=bias, seed=seed)
             strokes += [s.strokes for s in samples]
         readings = read(reader, strokes)
-        out += [(t, seed, r) for t, r in zip(texts, readings, strict=True)]
+        out += [Reading(t, seed, x, r) for t, x, r in zip(texts, strokes, readings, strict=True)]
     return out
+
+
+def _cer_of(found) -> float:
+    return error_rate([f.text for f in found], [f.reading for f in found])
 
 
 def true_stroke_lines(data_dir, split: str = "valid", limit: int = 0) -> list:
@@ -216,8 +234,7 @@ def score(
     for bias in biases:
         found = sample_readings(synth, reader, usable, bias=float(bias), seeds=seeds)
         readings[float(bias)] = found
-        cer = error_rate([t for t, _, _ in found], [r for _, _, r in found])
-        rows.append(Row(cer=cer, lines=len(found), bias=float(bias)))
+        rows.append(Row(cer=_cer_of(found), lines=len(found), bias=float(bias)))
     data_dir = os.fspath(data_dir) if data_dir is not None else synth.config.data.dir
     try:
         top, source = ceiling(reader, data_dir, limit=ceiling_limit), data_dir
@@ -246,6 +263,21 @@ def format_table(result: Score) -> str:
         lines.append(f"{'ceiling: true strokes':>22} {top.cer:7.3f} {top.lines:6d}")
         lines.append(f"(ceiling from {result.ceiling_source})")
     return "\n".join(lines)
+
+
+def sample_sheet(result: Score, *, bias: float = 1.0, seed: int = 0, lines: int = 8):
+    """A picture of the first `lines` sentences of a score at `bias` and `seed`, each
+    labelled with its text, the reader's reading and its CER: `(H, W, 3)` uint8."""
+    from handwriting import render
+
+    chosen = [f for f in result.readings[float(bias)] if f.seed == seed][:lines]
+    if not chosen:
+        raise ReaderError(f"the score has no line at bias {bias:g} and seed {seed}")
+    return render.to_image(
+        [f.strokes for f in chosen],
+        labels=[f"{f.text}  |  read: {f.reading}  |  CER {f.cer:.2f}" for f in chosen],
+        line_height_px=72,
+    )
 
 
 def score_run(run_dir, reader_dir=DEFAULT_READER_DIR) -> Score:
@@ -288,7 +320,7 @@ class Legibility:
         if not usable:
             return {}
         found = sample_readings(synth, self.reader, usable, bias=self.bias, seeds=(self.seed,))
-        out = {"cer": error_rate([t for t, _, _ in found], [r for _, _, r in found])}
+        out = {"cer": _cer_of(found)}
         if self._ceiling is None:
             try:
                 self._ceiling = ceiling(

@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 from model_fixtures import write_tiny_model
+from PIL import Image
 from test_reader import write_corpus
 
 from data_prep.synth import text as corpus_text
@@ -112,9 +113,14 @@ def test_score_cli_matches_sampling_and_reading_directly(
     # With a data set, the ceiling is the reader's CER on its validation lines' true strokes.
     (tmp_path / "corpus").mkdir()
     valid = write_corpus(tmp_path / "corpus", train_lines=4, valid_lines=6)
-    code = cli.main([*argv, "--bias", "1", "--data", str(tmp_path / "corpus")])
+    picture = tmp_path / "sheet.png"
+    code = cli.main(
+        [*argv, "--bias", "1", "--data", str(tmp_path / "corpus"), "--picture", str(picture)]
+    )
     table = capsys.readouterr().out
     assert code == 0
+    image = np.asarray(Image.open(picture))
+    assert image.ndim == 3 and image.shape[0] > 8 * 72 and image.min() < 128
     assert f"{result['rows'][0]['cer']:7.3f}" in table
     readings = reader.read(loaded, [strokes for strokes, _ in valid])
     expected = ctc.cer([text for _, text in valid], readings)
@@ -133,3 +139,6 @@ def test_score_cli_reports_a_missing_reader_and_bad_options(model_dir, tmp_path,
     with pytest.raises(SystemExit):
         cli.main(["score", "--model", model_dir, "--bias", "nan"])
     assert "--bias must be numbers >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["score", "--model", model_dir, "--picture", str(tmp_path / "a.jpg")])
+    assert "--picture must end with .png" in capsys.readouterr().err
