@@ -22,6 +22,7 @@ refused: a line is read by `handwriting.iam_xml`, as a style prime is.
 
 import concurrent.futures
 import dataclasses
+import gzip
 import hashlib
 import io
 import json
@@ -30,6 +31,7 @@ import os
 import posixpath
 import re
 import tarfile
+import zlib
 
 import numpy as np
 from lxml import etree
@@ -50,7 +52,15 @@ from handwriting.iam_xml import (
 # `iam_xml.MAX_LINE_XML_BYTES`).
 MAX_ORIGINAL_XML_BYTES = 64 << 20
 MAX_TEXT_BYTES = 4 << 20  # transcriptions, split lists, alignment files
-MAX_ARCHIVE_BYTES = 8 << 30  # all the members read from the archives together
+MAX_ARCHIVE_BYTES = 8 << 30  # all the archives unpack to at most this, together
+# An archive is a bomb when it unpacks to more than MAX_UNPACK_RATIO times the bytes read
+# from it, once BOMB_ALLOWANCE bytes are unpacked: XML and text compress about 10:1, zeros
+# 1000:1, so a bomb is stopped within seconds and the real archives never are.
+MAX_UNPACK_RATIO = 100
+BOMB_ALLOWANCE = 64 << 20
+# Entries of one archive: the official ones hold about 14,000 (files and folders); a flood of
+# empty entries costs time without any bytes (50,000 take about 5 s to list).
+MAX_ARCHIVE_MEMBERS = 50_000
 
 KINDS = ("lineStrokes", "ascii", "original", "alignment")
 ARCHIVES = {  # kind -> archive file name in SRC
@@ -168,9 +178,10 @@ def writer_id_of(fileobj, name: str) -> tuple:
 
 
 def decode_text(data: bytes) -> str:
-    """Decodes a text file: UTF-8 when it is valid UTF-8, else ISO-8859-1 (the data's own)."""
+    """Decodes a text file: UTF-8 when it is valid UTF-8 (a byte order mark, as Windows
+    editors write, dropped), else ISO-8859-1 (the data's own)."""
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         return data.decode("iso-8859-1")
 
@@ -233,6 +244,8 @@ def parse_alignment(data: bytes, name: str, num_points: int, text_length: int) -
         values = np.array(words, dtype=np.int64)
     except ValueError:
         raise LineError("bad alignment", f"{name}: holds something other than integers") from None
+    except OverflowError:  # an integer beyond int64: no character index
+        raise LineError("bad alignment", f"{name}: holds an integer beyond 64 bits") from None
     if values.shape[0] != num_points:
         raise LineError(
             "bad alignment", f"{name}: {values.shape[0]} indices for {num_points} points"
@@ -301,21 +314,65 @@ def _walk(folder: str, kind: str) -> dict:
     return found
 
 
+class _Unpacked(io.RawIOBase):
+    """The unpacked bytes of a `.tar.gz`, every read checked against the budget and the bomb
+    ratio, whatever part of the archive `tarfile` reads them for (a member, a skipped
+    member, a long-name header). `finish` reads to the end of the gzip stream, so that its
+    CRC and length are checked: a flipped or missing byte is an error, never other content."""
+
+    def __init__(self, packed, path: str, budget: list):
+        self._packed = packed  # the archive file
+        self._gzip = gzip.GzipFile(fileobj=packed, mode="rb")
+        self._path = path
+        self._budget = budget  # [bytes all archives may still unpack to]
+        self._unpacked = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = self._gzip.readinto(buffer)
+        self._unpacked += count
+        self._budget[0] -= count
+        if self._budget[0] < 0:
+            raise PrepError(
+                f"{self._path}: the archives unpack to more than {MAX_ARCHIVE_BYTES} bytes"
+            )
+        if (
+            self._unpacked > BOMB_ALLOWANCE
+            and self._unpacked > MAX_UNPACK_RATIO * self._packed.tell()
+        ):
+            raise PrepError(
+                f"{self._path}: unpacks to more than {MAX_UNPACK_RATIO} times its size "
+                f"({self._unpacked} bytes from {self._packed.tell()}), like a compression "
+                "bomb; not read"
+            )
+        return count
+
+    def finish(self) -> None:
+        buffer = bytearray(1 << 20)
+        while self.readinto(buffer):
+            pass
+
+
 def _archive_members(path: str, kind: str, budget: list, problems: list, on_original=None) -> dict:
     """Reads the relevant members of one `.tar.gz`; refuses links, odd paths, huge members.
 
     Every unsafe member (a path that is absolute or holds `..`, a link, a device, a FIFO) is
-    listed in `problems`, whatever its name; other members outside `kind` are ignored.
+    listed in `problems`, whatever its name; other members outside `kind` are ignored. The
+    whole archive is read through `_Unpacked`: a bomb, a corrupt or truncated archive, or
+    more than `MAX_ARCHIVE_MEMBERS` entries stop the run with an error naming it.
     """
     found = {}
     archive_name = os.path.basename(path)
     limit = MAX_ORIGINAL_XML_BYTES if kind == "original" else MAX_LINE_XML_BYTES
     try:
-        with (
-            open_regular(path, archive_name) as raw,
-            tarfile.open(fileobj=raw, mode="r|gz") as archive,
-        ):
-            for member in archive:
+        with open_regular(path, archive_name) as raw:
+            unpacked = _Unpacked(raw, path, budget)
+            archive = tarfile.open(fileobj=unpacked, mode="r|", bufsize=1 << 20)
+            for count, member in enumerate(archive, 1):
+                if count > MAX_ARCHIVE_MEMBERS:
+                    raise PrepError(f"{path}: more than {MAX_ARCHIVE_MEMBERS} entries")
                 name = member.name.replace("\\", "/")
                 parts = [p for p in name.split("/") if p not in ("", ".")]
                 label = f"{archive_name}:{member.name}"
@@ -336,20 +393,16 @@ def _archive_members(path: str, kind: str, budget: list, problems: list, on_orig
                     skip_id = parts[-1] if parts else member.name
                     problems.append(Skip(skip_id, label, reason, f"{label}: {detail}"))
                     continue
-                budget[0] -= member.size
-                if budget[0] < 0:
-                    raise PrepError(
-                        f"{path}: the archives unpack to more than {MAX_ARCHIVE_BYTES} bytes"
-                    )
                 relpath = "/".join(parts[where:])
                 data = archive.extractfile(member).read(limit + 1)
                 if on_original is not None:
                     on_original(relpath, data)
                 else:
                     found[relpath] = data
+            unpacked.finish()
     except LineError as e:
         raise PrepError(str(e)) from None
-    except (tarfile.TarError, OSError, EOFError) as e:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
         raise PrepError(f"{path}: not a readable .tar.gz archive ({e})") from e
     return found
 

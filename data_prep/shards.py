@@ -25,7 +25,8 @@ from handwriting.dataset_info import FILENAME, DatasetError, DatasetInfo, Shard,
 PLAN_FILE = ".prep-plan.json"
 # Bumped whenever reading or cleaning changes what a shard holds, so old builds are redone.
 # 2: deterministic serialisation, implausible coordinates skipped, only regular files read.
-PREP_VERSION = 2
+# 3: text files with a UTF-8 byte order mark read (split lists, transcriptions, alignments).
+PREP_VERSION = 3
 DEFAULT_LINES_PER_SHARD = 2000  # IAM-OnDB's graves train split (10,741 lines): six shards
 SHARD_NAME = re.compile(r"[a-z]+-[0-9]{5}-of-[0-9]{5}\.tfrecord")
 # Temporary files that `handwriting.files.atomic_path` leaves when a process is killed.

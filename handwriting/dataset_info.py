@@ -24,6 +24,7 @@ sees `(offset - offset_mean) / offset_std` and `eos` as it is.
 import dataclasses
 import hashlib
 import json
+import math
 import os
 
 from handwriting import files
@@ -98,28 +99,43 @@ class DatasetInfo:
                     f"{where}: format_version is {version!r}, this version reads {FORMAT_VERSION}"
                 )
             norm = obj["normalization"]
-            mean = tuple(float(v) for v in norm["offset_mean"])
-            std = tuple(float(v) for v in norm["offset_std"])
-            if len(mean) != 2 or len(std) != 2 or min(std) <= 0:
+            mean = _numbers(norm["offset_mean"])
+            std = _numbers(norm["offset_std"])
+            if (
+                mean is None
+                or std is None
+                or len(mean) != 2
+                or len(std) != 2
+                or not all(math.isfinite(v) for v in mean + std)
+                or min(std) <= 0
+            ):
                 raise DatasetError(
-                    f"{where}: normalization needs two means and two positive standard "
-                    f"deviations, found offset_mean={mean}, offset_std={std}"
+                    f"{where}: normalization needs two finite means and two positive finite "
+                    f"standard deviations, found offset_mean={norm['offset_mean']!r}, "
+                    f"offset_std={norm['offset_std']!r}"
                 )
+            try:
+                alphabet = Alphabet.from_json(dict(obj["alphabet"]))
+            except (KeyError, TypeError, ValueError) as e:
+                raise DatasetError(f"{where}: alphabet: {type(e).__name__}: {e}") from None
             splits = {
-                name: Split(tuple(Shard(**s) for s in split["shards"]))
+                name: Split(tuple(_shard(s, f"{where}: split {name!r}") for s in split["shards"]))
                 for name, split in obj["splits"].items()
             }
+            extra = {key: obj.get(key, {}) for key in ("source", "skipped")}
+            for key, value in extra.items():
+                if not isinstance(value, dict):
+                    raise DatasetError(f"{where}: {key} must be a JSON object, received {value!r}")
             return cls(
-                alphabet=Alphabet.from_json(obj["alphabet"]),
+                alphabet=alphabet,
                 offset_mean=mean,
                 offset_std=std,
                 splits=splits,
-                source=obj.get("source", {}),
-                skipped=obj.get("skipped", {}),
+                **extra,
             )
         except DatasetError:
             raise
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise DatasetError(
                 f"{where}: malformed dataset description ({type(e).__name__}: {e})"
             ) from e
@@ -134,16 +150,13 @@ class DatasetInfo:
         """Reads `directory/dataset.json`; with `verify`, also checks every shard's sha256."""
         path = os.path.join(directory, FILENAME)
         try:
-            with open(path, encoding="utf-8") as f:
-                obj = json.load(f)
+            obj = files.read_json(path)
         except FileNotFoundError:
             raise DatasetError(
                 f"{path}: not found; build the shards with `python -m data_prep`"
             ) from None
-        except json.JSONDecodeError as e:
-            raise DatasetError(
-                f"{path}: not valid JSON: line {e.lineno}, column {e.colno}: {e.msg}"
-            ) from e
+        except files.JSONFileError as e:
+            raise DatasetError(str(e)) from None
         info = cls.from_json(obj, where=path)
         info.check_shards(directory, verify_hashes=verify)
         return info
@@ -169,6 +182,45 @@ class DatasetInfo:
                         f"{path}: sha256 does not match {FILENAME}; the shard was altered "
                         "or belongs to another build"
                     )
+
+
+def _numbers(values):
+    """A list of JSON numbers as a tuple of floats; None for anything else (integers beyond
+    float included)."""
+    if not isinstance(values, list) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in values
+    ):
+        return None
+    try:
+        return tuple(float(v) for v in values)
+    except OverflowError:
+        return None
+
+
+def _shard(obj, where: str) -> Shard:
+    """A `Shard` from its JSON object; its name must be a plain file name in the folder (no
+    path leading out of it), its counts non-negative integers."""
+    fields = [f.name for f in dataclasses.fields(Shard)]
+    if not isinstance(obj, dict) or sorted(obj) != sorted(fields):
+        raise DatasetError(f"{where}: a shard must be an object with {fields}, received {obj!r}")
+    name = obj["name"]
+    if (
+        not isinstance(name, str)
+        or name in ("", ".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\0" in name
+    ):
+        raise DatasetError(f"{where}: shard name {name!r} is not a file name in the folder")
+    if not isinstance(obj["sha256"], str):
+        raise DatasetError(f"{where}: shard {name}: sha256 must be a string")
+    for key in ("lines", "points"):
+        value = obj[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise DatasetError(
+                f"{where}: shard {name}: {key} must be an integer >= 0, received {value!r}"
+            )
+    return Shard(**obj)
 
 
 def sha256_file(path) -> str:

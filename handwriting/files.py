@@ -1,6 +1,8 @@
-"""Atomic file writes: a reader sees the old file or the new one, never a half-written one."""
+"""Atomic file writes (a reader sees the old file or the new one, never a half-written one),
+and JSON files read with one-sentence errors that name them."""
 
 import contextlib
+import json
 import os
 import re
 import tempfile
@@ -103,3 +105,49 @@ def remove_stale_temporaries(directory) -> list:
                 os.remove(path)
                 removed.append(name)
     return removed
+
+
+class JSONFileError(ValueError):
+    """A file that is not JSON this project can read; the message names the file and says why."""
+
+
+def parse_json(data: bytes, where: str):
+    """Returns the value of a JSON document given as bytes, or raises `JSONFileError`.
+
+    Whatever the bytes, the error is one sentence naming `where`: not UTF-8, not valid JSON
+    (with its line and column), nested too deeply or holding a number too long to read.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise JSONFileError(f"{where}: not valid UTF-8 JSON: byte {e.start} is not UTF-8") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise JSONFileError(
+            f"{where}: not valid JSON: line {e.lineno}, column {e.colno}: {e.msg}"
+        ) from None
+    except RecursionError:
+        raise JSONFileError(f"{where}: not valid JSON: nested too deeply to read") from None
+    except ValueError:  # an integer of more digits than Python converts
+        raise JSONFileError(f"{where}: not valid JSON: a number has too many digits") from None
+
+
+def read_json(path):
+    """Returns the value of the JSON file `path`.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        JSONFileError: it is not a regular file, cannot be read, or is not JSON (`parse_json`).
+    """
+    path = os.fspath(path)
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise JSONFileError(f"{path}: not a regular file")  # a FIFO would block, a folder fail
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise JSONFileError(f"{path}: cannot be read ({e.strerror or e})") from None
+    return parse_json(data, path)

@@ -99,7 +99,9 @@ def load(directory=None) -> Synthesizer:
 
     _check_keras_archive(weights)
     try:
-        model = keras.saving.load_model(weights, compile=False)
+        # safe_mode (Keras' default, stated): a Lambda's code or a function named in the
+        # file's config is refused, never run.
+        model = keras.saving.load_model(weights, compile=False, safe_mode=True)
     except Exception as e:  # a corrupt or foreign file: say which, not a traceback
         raise SampleError(f"{weights}: cannot be loaded ({type(e).__name__}: {e})") from None
     if not isinstance(model, model_lib.HandwritingModel) or not model.is_synthesis:
@@ -143,13 +145,10 @@ def _check_keras_archive(path) -> None:
 def _load_dataset_info(directory) -> DatasetInfo:
     path = os.path.join(directory, DATASET_FILENAME)
     try:
-        with open(path, encoding="utf-8") as f:
-            return DatasetInfo.from_json(json.load(f), where=path)
+        return DatasetInfo.from_json(files.read_json(path), where=path)
     except FileNotFoundError:
         raise SampleError(f"{path}: not found; the alphabet and statistics live there") from None
-    except json.JSONDecodeError as e:
-        raise SampleError(f"{path}: not valid JSON: line {e.lineno}: {e.msg}") from None
-    except DatasetError as e:
+    except (files.JSONFileError, DatasetError) as e:
         raise SampleError(str(e)) from None
 
 

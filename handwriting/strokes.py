@@ -114,9 +114,9 @@ def _strokes_from_xml(data, path):
 
 def _strokes_from_json(data, path):
     try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SampleError(f"{path}: not valid UTF-8 JSON ({e})") from None
+        obj = files.parse_json(data, path)
+    except files.JSONFileError as e:
+        raise SampleError(str(e)) from None
     if isinstance(obj, dict) and "lines" in obj:
         lines = obj["lines"]
         if not isinstance(lines, list) or not lines:
@@ -132,11 +132,19 @@ def _line_from_json(obj, where):
             f"{where}: expected an object with `strokes` ([[dx, dy, eos], ...]) and `text`"
         )
     try:
-        strokes = np.asarray(obj["strokes"], dtype=np.float32)
-    except (TypeError, ValueError):
-        raise SampleError(f"{where}: `strokes` must be a list of [dx, dy, eos] numbers") from None
-    if strokes.ndim != 2 or strokes.shape[1] != 3:
-        raise SampleError(f"{where}: `strokes` must have shape (T, 3), received {strokes.shape}")
+        values = np.asarray(obj["strokes"])
+    except (TypeError, ValueError):  # ragged lists
+        values = None
+    # Numbers only: not strings, booleans or integers beyond 64 bits (numpy's object arrays).
+    if values is None or (values.size and values.dtype.kind not in "iuf"):
+        raise SampleError(f"{where}: `strokes` must be a list of [dx, dy, eos] numbers")
+    if values.ndim != 2 or values.shape[1] != 3:
+        raise SampleError(f"{where}: `strokes` must have shape (T, 3), received {values.shape}")
+    with np.errstate(over="ignore"):  # beyond float32: inf, refused just below
+        strokes = values.astype(np.float32)
+    bad = np.flatnonzero(~np.isfinite(strokes).all(axis=1))
+    if bad.size:
+        raise SampleError(f"{where}: point {int(bad[0])} holds NaN or infinite values")
     text = obj.get("text")
     if text is not None and not isinstance(text, str):
         raise SampleError(f"{where}: `text` must be a string")
@@ -174,9 +182,9 @@ def load_lines(path) -> list:
     path = os.fspath(path)
     data = _read(path, MAX_LINES_BYTES, "split the lines over several files")
     try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SampleError(f"{path}: not valid UTF-8 JSON ({e})") from None
+        obj = files.parse_json(data, path)
+    except files.JSONFileError as e:
+        raise SampleError(str(e)) from None
     lines = obj.get("lines") if isinstance(obj, dict) else None
     if not isinstance(lines, list) or not lines:
         raise SampleError(f'{path}: expected {{"lines": [{{"text", "strokes"}}, ...]}}')
