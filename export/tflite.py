@@ -6,7 +6,7 @@ sampler reads, V alphabet ids, S = the packed state's width, M mixtures):
     inputs                                        outputs
     point     float32 (B, 3)     x_t, normalised   point    float32 (B, 3)  x_{t+1}, normalised
     state     float32 (B, S)     packed state      state    float32 (B, S)  the state after x_t
-    text      float32 (B, L, V)  one-hot text      passed   bool    (B)     the window passed
+    text      float32 (B, L, V)  one-hot text      passed   uint8   (B)     1: the window passed
     text_mask float32 (B, L)     1 real, 0 pad     phi      float32 (B, L)  weights phi(t, u)
     draws     float32 (B, 4)     u_c, u_e, z_x, z_y phi_end float32 (B)     phi(t, U), past the end
     bias      float32 (B)        sampling bias     head     float32 (B, 1 + 6M) mixture output
@@ -16,7 +16,9 @@ sampler reads, V alphabet ids, S = the packed state's width, M mixtures):
 the model's flat state `(h1, c1, kappa, w, h2, c2, ...)` concatenated along the last axis
 (widths in the metadata); zeros is the initial state. `passed` is the stop rule
 (`handwriting.window.window_has_passed`): a line stops at the first step where it is true,
-and the point returned with that step is not used. `draws` are the four numbers of
+and the point returned with that step is not used. It is uint8 (1 true, 0 false) rather than
+bool because LiteRT.js, which runs the step in the browser page (`web/`), reads and writes
+float32, int32 and uint8 tensors only. `draws` are the four numbers of
 `handwriting.mixture.sample_point` (two uniforms, two standard normals) from
 `numpy.random.default_rng([seed, line])` as `handwriting.draws` describes.
 
@@ -131,7 +133,7 @@ def step_function(model, batch_size=1, text_length=TEXT_LENGTH):
         return {
             "point": mixture.sample_point(head, bias, draws[:, :2], draws[:, 2:]),
             "state": tf.concat(new_state, axis=-1),
-            "passed": window_has_passed(phi, phi_end),
+            "passed": tf.cast(window_has_passed(phi, phi_end), tf.uint8),  # LiteRT.js: no bool
             "phi": phi,
             "phi_end": phi_end,
             "head": head,

@@ -67,7 +67,8 @@ def keras_step(model, point, state, chars, draws, bias):
     return {
         "point": mixture.sample_point(head, bias, draws[:, :2], draws[:, 2:]).numpy(),
         "state": np.concatenate([s.numpy() for s in new_state], axis=1),
-        "passed": window.window_has_passed(phi, phi_end).numpy(),
+        # uint8 in the TFLite step (LiteRT.js reads no bool tensors).
+        "passed": window.window_has_passed(phi, phi_end).numpy().astype(np.uint8),
         "phi": phi.numpy(),
         "phi_end": phi_end.numpy(),
         "head": head.numpy(),
@@ -115,6 +116,7 @@ def test_tflite_step_equals_keras_step(exported, tmp_path):
         got["phi"] = got["phi"][:, :width]
         for name in expected:
             assert got[name].shape == expected[name].shape, name
+            assert got[name].dtype == expected[name].dtype, name
             np.testing.assert_allclose(got[name], expected[name], atol=1e-5, rtol=0, err_msg=name)
 
 
