@@ -16,6 +16,7 @@ never scored: where a line begins on the page is not handwriting.
 """
 
 import dataclasses
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -64,6 +65,74 @@ def _scored_sequence(synth, text, strokes, prime):
     return inputs, points[None, 1:], weight
 
 
+_TRACED = weakref.WeakKeyDictionary()  # model -> its traced forward pass
+_SIGNATURE = {
+    "strokes": tf.TensorSpec([None, None, 3], tf.float32),
+    "strokes_mask": tf.TensorSpec([None, None], tf.bool),
+    "chars": tf.TensorSpec([None, None], tf.int32),
+    "chars_mask": tf.TensorSpec([None, None], tf.bool),
+}
+
+
+def _traced_forward(model):
+    """The network's forward pass (the head) as one `tf.function` for lines of any length:
+    run eagerly, its recurrences would step from Python."""
+    if model not in _TRACED:
+        network = weakref.ref(model)
+        _TRACED[model] = tf.function(
+            lambda inputs: network().forward(inputs)["head"], input_signature=[_SIGNATURE]
+        )
+    return _TRACED[model]
+
+
+def check_lines(synth, lines, *, source: str = "") -> list:
+    """Checks lines of handwriting with their texts; returns `[(text, (N, 3) float32), ...]`.
+
+    Raises:
+        SampleError: a line has no text, text outside the model's alphabet, fewer than 3
+            points, or non-finite values; the message names the line (and `source`).
+    """
+    out = []
+    for number, (text, strokes) in enumerate(lines, start=1):
+        where = f"{source}: line {number}" if source else f"line {number}"
+        if not text:
+            raise SampleError(f"{where}: no text; the likelihood is of handwriting given its text")
+        check_text(text, synth.alphabet, what=where)
+        strokes = np.asarray(strokes, np.float32)
+        if strokes.ndim != 2 or strokes.shape[1] != 3 or len(strokes) < 3:
+            raise SampleError(f"{where}: strokes must be (N, 3) with N >= 3, got {strokes.shape}")
+        if not np.isfinite(strokes).all():
+            raise SampleError(f"{where}: strokes hold NaN or infinite values")
+        out.append((text, strokes))
+    return out
+
+
+def line_batch(synth, lines):
+    """Checked lines (no prime) as one padded batch `(inputs, targets, weight)` of numpy
+    arrays, scored as `line_likelihoods` scores them (the first offset of a line has weight
+    0); what training on them (`handwriting.adapt`) reads."""
+    examples = [_scored_sequence(synth, text, strokes, None) for text, strokes in lines]
+    steps = max(e[1].shape[1] for e in examples)
+    chars = max(e[0]["chars"].shape[1] for e in examples)
+    batch = len(examples)
+    inputs = {
+        "strokes": np.zeros((batch, steps, 3), np.float32),
+        "strokes_mask": np.zeros((batch, steps), bool),
+        "chars": np.zeros((batch, chars), np.int32),
+        "chars_mask": np.zeros((batch, chars), bool),
+    }
+    targets = np.zeros((batch, steps, 3), np.float32)
+    weight = np.zeros((batch, steps), np.float32)
+    for row, (x, y, w) in enumerate(examples):
+        t, u = y.shape[1], x["chars"].shape[1]
+        for key in ("strokes", "strokes_mask"):
+            inputs[key][row, :t] = x[key][0]
+        for key in ("chars", "chars_mask"):
+            inputs[key][row, :u] = x[key][0]
+        targets[row, :t], weight[row, :t] = y[0], w[0]
+    return inputs, targets, weight
+
+
 def line_likelihoods(synth, lines, prime: Prime | None = None, *, source: str = "") -> list:
     """Teacher-forced NLL of each line under `synth`.
 
@@ -85,18 +154,10 @@ def line_likelihoods(synth, lines, prime: Prime | None = None, *, source: str = 
         prime = check_prime(prime)
         check_text(prime.text, synth.alphabet, what=f"the prime text ({prime.source})")
     out = []
-    for number, (text, strokes) in enumerate(lines, start=1):
-        where = f"{source}: line {number}" if source else f"line {number}"
-        if not text:
-            raise SampleError(f"{where}: no text; the likelihood is of handwriting given its text")
-        check_text(text, synth.alphabet, what=where)
-        strokes = np.asarray(strokes, np.float32)
-        if strokes.ndim != 2 or strokes.shape[1] != 3 or len(strokes) < 3:
-            raise SampleError(f"{where}: strokes must be (N, 3) with N >= 3, got {strokes.shape}")
-        if not np.isfinite(strokes).all():
-            raise SampleError(f"{where}: strokes hold NaN or infinite values")
+    forward = _traced_forward(synth.model)
+    for text, strokes in check_lines(synth, lines, source=source):
         inputs, targets, weight = _scored_sequence(synth, text, strokes, prime)
-        head = synth.model.forward({k: tf.constant(v) for k, v in inputs.items()})["head"]
+        head = forward({k: tf.constant(v) for k, v in inputs.items()})
         loss = mixture.sequence_loss(head, tf.constant(targets), tf.constant(weight))
         out.append(LineLikelihood(text, float(loss.line_nll[0]), int(loss.line_points[0])))
     return out

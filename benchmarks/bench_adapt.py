@@ -1,0 +1,129 @@
+"""Style fidelity: how close to a writer's hand a model comes, unprimed, primed and adapted.
+
+For each writer W of the data set's validation split (writers never seen in training), the
+mean nats per point of W's held-out lines (`HELD_OUT` lines, teacher forcing, none of them
+used for priming or adapting) under:
+
+- the base model, unprimed;
+- the base model primed with one of W's lines;
+- the model adapted on k of W's lines (`handwriting.adapt`, which holds one of the k out to
+  stop early), for each k of `--k`;
+
+lower is closer to W's hand; and the reader's CER of the adapted model's samples of the
+held-out sentences at bias 1 (one seed), so that legibility is seen not to collapse.
+
+    python -m benchmarks.bench_adapt --model handwriting/assets/demo --data data/corpus
+    python -m benchmarks --only adapt
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HELD_OUT = 10  # lines of each writer scored
+KS = (3, 5, 10)  # lines adapted on (`--k`)
+BENCH_KS = (5,)  # ... in `make bench`, which also takes only the first BENCH_WRITERS writers
+BENCH_WRITERS = 2
+MINUTES = 5.0  # adaptation budget per run
+
+
+def writer_lines(data_dir, split="valid") -> dict:
+    """`{writer_id: [(text, strokes), ...]}` of a split, in shard order."""
+    import tensorflow as tf
+
+    from handwriting import records
+    from handwriting.dataset_info import DatasetInfo
+
+    info = DatasetInfo.load(data_dir, verify=False)
+    out = {}
+    for serialized in tf.data.TFRecordDataset(info.shard_paths(data_dir, split)):
+        line = records.parse_line(serialized)
+        writer = line["writer_id"].numpy().decode("utf-8")
+        text = line["text"].numpy().decode("utf-8")
+        out.setdefault(writer, []).append((text, line["strokes"].numpy()))
+    return out
+
+
+def writer_rows(model_dir, writer, lines, ks, minutes, workdir) -> list:
+    from handwriting import legibility, sample
+    from handwriting.adapt import adapt
+    from handwriting.likelihood import line_likelihoods, summary
+    from handwriting.reader import load_reader
+    from handwriting.strokes import Prime
+
+    synth = sample.load(model_dir)
+    held = lines[:HELD_OUT]
+    rest = lines[HELD_OUT:]
+    prime = Prime(strokes=rest[0][1], text=rest[0][0], source=f"{writer}: a line")
+    figures = {
+        "base": summary(line_likelihoods(synth, held))["nats_per_point"],
+        "primed": summary(line_likelihoods(synth, held, prime))["nats_per_point"],
+    }
+    reader = load_reader(legibility.DEFAULT_READER_DIR)
+    cer = {}
+    for k in ks:
+        out = os.path.join(workdir, f"{writer}-k{k}")
+        result = adapt(model_dir, rest[:k], out, minutes=minutes, log=lambda *a: None, verbose=0)
+        adapted = sample.load(out)
+        figures[f"adapted k={k}"] = summary(line_likelihoods(adapted, held))["nats_per_point"]
+        found = legibility.sample_readings(
+            adapted, reader, legibility.HELD_OUT_TEXTS, bias=1.0, seeds=(0,)
+        )
+        cer[k] = (legibility.error_rate([f.text for f in found], [f.reading for f in found]),)
+        cer[k] += (result.minutes, result.steps)
+    rows = [
+        {"benchmark": f"{writer}: {name}", "value": value, "unit": "nats/point"}
+        for name, value in figures.items()
+    ]
+    for k, (rate, minutes_used, steps) in cer.items():
+        rows.append(
+            {
+                "benchmark": f"{writer}: adapted k={k}, reader CER at bias 1",
+                "value": rate,
+                "unit": "CER",
+                "goal": "<= 0.15",
+                "note": f"adapted in {minutes_used:.1f} min, {steps} steps",
+            }
+        )
+    return rows
+
+
+def run(args):
+    model_dir = getattr(args, "model", None) or os.path.join(ROOT, "handwriting", "assets", "demo")
+    data_dir = getattr(args, "data", None) or os.path.join(ROOT, "data", "corpus")
+    if not os.path.isfile(os.path.join(data_dir, "dataset.json")):
+        print(f"# adapt: no data set in {data_dir}; left out", file=sys.stderr)
+        return []
+    ks = tuple(getattr(args, "k", None) or BENCH_KS)
+    writers = writer_lines(data_dir)
+    limit = getattr(args, "writers", BENCH_WRITERS) or len(writers)
+    rows = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for writer in sorted(writers)[:limit]:
+            rows += writer_rows(
+                model_dir, writer, writers[writer], ks, getattr(args, "minutes", MINUTES), workdir
+            )
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_adapt", description=__doc__)
+    parser.add_argument("--model", help="the base model (default: the shipped demo model)")
+    parser.add_argument("--data", help="the data set (default data/corpus)")
+    parser.add_argument(
+        "--k", type=int, nargs="+", default=list(KS), help=f"lines adapted on (default {KS})"
+    )
+    parser.add_argument("--writers", type=int, default=0, help="first N writers (0: all)")
+    parser.add_argument("--minutes", type=float, default=MINUTES, help="budget per adaptation")
+    args = parser.parse_args(argv)
+    for row in run(args):
+        print(
+            f"{row['benchmark']:<48} {row['value']:>9.4f} {row['unit']:<10} {row.get('note', '')}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
