@@ -1,5 +1,6 @@
 """The command line: `python -m handwriting write "text" -o out.svg|.png|.gif|.json [options]`,
-`styles` (the styles `--style` takes) and `score` (the legibility score of a model).
+`styles` (the styles `--style` takes), `score` (the legibility score of a model) and `serve`
+(the browser page, `handwriting.serve`).
 
 Errors in what the user gave (unknown characters, empty or oversized text, control characters,
 a missing model or prime file) end with exit status 2 and a one-line message, never a
@@ -25,6 +26,8 @@ OUTPUT_KINDS = (".svg", ".png", ".gif", ".json")
 # Pixels per line of handwriting in PNGs and GIFs: sized for a screen (a short phrase comes out
 # about 400 x 150 pixels).
 DEFAULT_LINE_PX = 128
+# The most pixels per line: a poster's; beyond, one line's picture outgrows memory.
+MAX_LINE_PX = 1024
 # Data-set lines `styles` (and `write --style list`) lists per split.
 DEFAULT_STYLE_LIMIT = 20
 
@@ -153,6 +156,48 @@ def build_parser() -> argparse.ArgumentParser:
     nll.add_argument("--prime", help="read this line first: IAM-OnDB XML or stroke JSON")
     nll.add_argument("--prime-text", help="the transcription of the --prime file")
     nll.add_argument("--json", action="store_true", help="print the figures as JSON")
+    adapt = commands.add_parser(
+        "adapt",
+        help="fine-tune a model on a few lines of one writer's handwriting",
+        description="Fine-tunes a synthesis model on a writer's lines (stroke JSON, each line "
+        "with its text), holding some out to stop before it overfits, and writes a model "
+        "directory that write, export and serve take.",
+    )
+    adapt.add_argument(
+        "--model", default=None, help="the model to start from (default: the demo model)"
+    )
+    adapt.add_argument("--lines", required=True, help="stroke JSON of the writer's lines")
+    adapt.add_argument("--out", required=True, help="a new or empty folder for the result")
+    adapt.add_argument(
+        "--minutes", type=float, default=5.0, help="time budget in minutes (default 5)"
+    )
+    adapt.add_argument("--steps", type=int, default=300, help="steps at most (default 300)")
+    adapt.add_argument(
+        "--learning-rate", type=float, default=3e-4, help="Adam's step size (default 3e-4)"
+    )
+    adapt.add_argument(
+        "--part",
+        choices=("all", "upper"),
+        default="all",
+        help="what moves: the whole network, or the upper LSTMs and the head (default all)",
+    )
+    adapt.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    serve = commands.add_parser(
+        "serve",
+        help="the browser page: write in your own hand, generated in the browser",
+        description="Serves the browser page (web/) and the model exported for it (exported "
+        "once and cached: beside the model, or in the user's cache folder when the model's "
+        "folder cannot hold it). Everything the page loads comes from this server.",
+    )
+    serve.add_argument(
+        "--model", default=None, help="a training run's or export's directory (default: demo model)"
+    )
+    serve.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any)")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only)",
+    )
     return parser
 
 
@@ -166,6 +211,10 @@ def main(argv=None) -> int:
             return _score(args, parser)
         if args.command == "nll":
             return _nll(args, parser)
+        if args.command == "adapt":
+            return _adapt(args)
+        if args.command == "serve":
+            return _serve(args, parser)
         return _write(args, parser)
     except (SampleError, ReaderError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -183,8 +232,12 @@ def _write(args, parser) -> int:
         parser.error("--prime-text goes with --prime FILE")
     if args.width < 1:
         parser.error(f"--width must be >= 1, received {args.width}")
-    if args.height < 8:
-        parser.error(f"--height must be >= 8, received {args.height}")
+    if not 8 <= args.height <= MAX_LINE_PX:
+        parser.error(f"--height must be in [8, {MAX_LINE_PX}], received {args.height}")
+    if not (math.isfinite(args.bias) and args.bias >= 0):
+        parser.error(f"--bias must be a number >= 0, received {args.bias}")
+    if not 0 <= args.seed < 2**32:
+        parser.error(f"--seed must be in [0, 2**32), received {args.seed}")
     problem = files.output_problem(args.output)
     if problem:
         raise SampleError(f"--output: {problem}")
@@ -312,6 +365,48 @@ def _nll(args, parser) -> int:
         f"{figures['nats_per_point']:10.4f} {sum(f.points for f in found):7d}  "
         f"all {figures['lines']} lines ({figures['nats_per_line']:.2f} nats per line)"
         + (f", primed with {prime.source}" if prime is not None else "")
+    )
+    return 0
+
+
+def _serve(args, parser) -> int:
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port must be in [0, 65535], received {args.port}")
+    from handwriting import serve
+
+    try:
+        serve.check_web_dir()
+        export_dir = serve.ensure_export(args.model)
+        server = serve.make_server(export_dir, host=args.host, port=args.port)
+    except serve.ServeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the port is taken, the address is not this machine's
+        print(f"error: --host {args.host} --port {args.port}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    print(f"serving the page on {serve.url_of(server)} (model: {export_dir}); Ctrl-C stops")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
+
+
+def _adapt(args) -> int:
+    from handwriting.adapt import adapt
+    from handwriting.strokes import load_lines
+
+    adapt(
+        args.model,
+        load_lines(args.lines),
+        args.out,
+        minutes=args.minutes,
+        steps=args.steps,
+        learning_rate=args.learning_rate,
+        part=args.part,
+        seed=args.seed,
+        source=args.lines,
     )
     return 0
 
