@@ -69,6 +69,8 @@ SEEDS = (0, 1, 2)
 # Lines per sampling batch: lines of one batch run until the slowest ends, so a few batches
 # of similar texts waste little, and memory stays small.
 SAMPLE_BATCH = 72
+# Width of `sample_sheet`'s picture: room for a label of text, reading and CER.
+SHEET_WIDTH_PX = 1400
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,6 +279,7 @@ def sample_sheet(result: Score, *, bias: float = 1.0, seed: int = 0, lines: int 
         [f.strokes for f in chosen],
         labels=[f"{f.text}  |  read: {f.reading}  |  CER {f.cer:.2f}" for f in chosen],
         line_height_px=72,
+        width_px=SHEET_WIDTH_PX,
     )
 
 

@@ -121,6 +121,7 @@ def test_score_cli_matches_sampling_and_reading_directly(
     assert code == 0
     image = np.asarray(Image.open(picture))
     assert image.ndim == 3 and image.shape[0] > 8 * 72 and image.min() < 128
+    assert image.shape[1] == legibility.SHEET_WIDTH_PX  # room for the labels
     assert f"{result['rows'][0]['cer']:7.3f}" in table
     readings = reader.read(loaded, [strokes for strokes, _ in valid])
     expected = ctc.cer([text for _, text in valid], readings)

@@ -66,6 +66,49 @@ class RunnerSampler:
         return points / (time.perf_counter() - started), points
 
 
+def compare(model_dir=None, *, repeats=3, bias=1.0, seed=1) -> list:
+    """Measures the page and the runner side by side on one model (None: the demo model).
+
+    Returns a dict per sampler variant (`float32`, `int8`): `page`, `runner_1`,
+    `runner_default` (median points per second), `share` (median of the page's points per
+    second over the one-thread runner's, round by round) and `points` (page, runner).
+    """
+    sys.path.insert(0, ROOT)
+    from handwriting import serve
+
+    export_dir = serve.ensure_export(model_dir)
+    httpd = serve.make_server(export_dir, port=0, quiet=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    results = []
+    try:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as playwright:
+            for variant in ("float32", "int8"):
+                samplers = (
+                    PageSampler(playwright, serve.url_of(httpd), variant, bias, seed),
+                    RunnerSampler(export_dir, variant, 1, bias, seed),
+                    RunnerSampler(export_dir, variant, None, bias, seed),
+                )
+                rounds = [[s.write() for s in samplers] for _ in range(repeats)]
+                samplers[0].browser.close()
+                medians = [statistics.median(r[i][0] for r in rounds) for i in range(3)]
+                results.append(
+                    {
+                        "variant": variant,
+                        "page": medians[0],
+                        "runner_1": medians[1],
+                        "runner_default": medians[2],
+                        "share": statistics.median(r[0][0] / r[1][0] for r in rounds),
+                        "points": (rounds[0][0][1], rounds[0][1][1]),
+                        "export": export_dir,
+                    }
+                )
+    finally:
+        httpd.shutdown()
+    return results
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model folder (default: the demo model)")
@@ -73,36 +116,16 @@ def main(argv=None) -> int:
     parser.add_argument("--bias", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
-    sys.path.insert(0, ROOT)
-    from handwriting import serve
-
-    export_dir = serve.ensure_export(args.model)
-    httpd = serve.make_server(export_dir, port=0, quiet=True)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    print(f"model {export_dir}, text {TEXT!r}, bias {args.bias}, seed {args.seed}")
+    results = compare(args.model, repeats=args.repeats, bias=args.bias, seed=args.seed)
+    print(f"model {results[0]['export']}, text {TEXT!r}, bias {args.bias}, seed {args.seed}")
     print("| sampler | page points/s | runner, 1 thread | runner, default | page / runner 1 |")
     print("|---|---|---|---|---|")
-    try:
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as playwright:
-            for variant in ("float32", "int8"):
-                samplers = (
-                    PageSampler(playwright, serve.url_of(httpd), variant, args.bias, args.seed),
-                    RunnerSampler(export_dir, variant, 1, args.bias, args.seed),
-                    RunnerSampler(export_dir, variant, None, args.bias, args.seed),
-                )
-                rounds = [[s.write() for s in samplers] for _ in range(args.repeats)]
-                samplers[0].browser.close()
-                medians = [statistics.median(r[i][0] for r in rounds) for i in range(3)]
-                share = statistics.median(r[0][0] / r[1][0] for r in rounds)
-                points = f"{rounds[0][0][1]} / {rounds[0][1][1]} points"
-                print(
-                    f"| {variant} ({points}) | {medians[0]:,.0f} | {medians[1]:,.0f} | "
-                    f"{medians[2]:,.0f} | {share:.2f} |"
-                )
-    finally:
-        httpd.shutdown()
+    for r in results:
+        points = f"{r['points'][0]} / {r['points'][1]} points"
+        print(
+            f"| {r['variant']} ({points}) | {r['page']:,.0f} | {r['runner_1']:,.0f} | "
+            f"{r['runner_default']:,.0f} | {r['share']:.2f} |"
+        )
     return 0
 
 
