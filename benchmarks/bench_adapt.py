@@ -47,7 +47,7 @@ def writer_lines(data_dir, split="valid") -> dict:
 
 
 def writer_rows(model_dir, writer, lines, ks, minutes, workdir) -> list:
-    from handwriting import legibility, sample
+    from handwriting import ctc, legibility, sample
     from handwriting.adapt import adapt
     from handwriting.likelihood import line_likelihoods, summary
     from handwriting.reader import load_reader
@@ -71,7 +71,7 @@ def writer_rows(model_dir, writer, lines, ks, minutes, workdir) -> list:
         found = legibility.sample_readings(
             adapted, reader, legibility.HELD_OUT_TEXTS, bias=1.0, seeds=(0,)
         )
-        cer[k] = (legibility.error_rate([f.text for f in found], [f.reading for f in found]),)
+        cer[k] = (ctc.cer([f.text for f in found], [f.reading for f in found]),)
         cer[k] += (result.minutes, result.steps)
     rows = [
         {"benchmark": f"{writer}: {name}", "value": value, "unit": "nats/point"}

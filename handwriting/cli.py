@@ -13,6 +13,7 @@ import math
 import os
 import sys
 
+from handwriting import adapt as adapt_lib
 from handwriting import files, rundir, sample
 from handwriting.errors import SampleError
 from handwriting.legibility import BIASES, DEFAULT_READER_DIR, SEEDS, format_table, sample_sheet
@@ -169,15 +170,26 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--lines", required=True, help="stroke JSON of the writer's lines")
     adapt.add_argument("--out", required=True, help="a new or empty folder for the result")
     adapt.add_argument(
-        "--minutes", type=float, default=5.0, help="time budget in minutes (default 5)"
+        "--minutes",
+        type=float,
+        default=adapt_lib.DEFAULT_MINUTES,
+        help=f"time budget in minutes (default {adapt_lib.DEFAULT_MINUTES:g})",
     )
-    adapt.add_argument("--steps", type=int, default=300, help="steps at most (default 300)")
     adapt.add_argument(
-        "--learning-rate", type=float, default=3e-4, help="Adam's step size (default 3e-4)"
+        "--steps",
+        type=int,
+        default=adapt_lib.DEFAULT_STEPS,
+        help=f"steps at most (default {adapt_lib.DEFAULT_STEPS})",
+    )
+    adapt.add_argument(
+        "--learning-rate",
+        type=float,
+        default=adapt_lib.LEARNING_RATE,
+        help=f"Adam's step size (default {adapt_lib.LEARNING_RATE:g})",
     )
     adapt.add_argument(
         "--part",
-        choices=("all", "upper"),
+        choices=adapt_lib.PARTS,
         default="all",
         help="what moves: the whole network, or the upper LSTMs and the head (default all)",
     )
@@ -394,10 +406,9 @@ def _serve(args, parser) -> int:
 
 
 def _adapt(args) -> int:
-    from handwriting.adapt import adapt
     from handwriting.strokes import load_lines
 
-    adapt(
+    adapt_lib.adapt(
         args.model,
         load_lines(args.lines),
         args.out,

@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from handwriting import records
 from handwriting import sample as sample_lib
-from handwriting.ctc import edit_distance
+from handwriting.ctc import cer
 from handwriting.dataset_info import DatasetError, DatasetInfo
 from handwriting.reader import READER_FILENAME, Reader, ReaderError, load_reader, read
 
@@ -117,14 +117,6 @@ class Score:
         }
 
 
-def error_rate(references, readings) -> float:
-    """Summed edit distances over summed reference characters."""
-    total = sum(len(r) for r in references)
-    if total == 0:
-        raise ValueError("the references hold no character; CER is undefined")
-    return sum(edit_distance(r, h) for r, h in zip(references, readings, strict=True)) / total
-
-
 @dataclasses.dataclass(frozen=True)
 class Reading:
     """One sampled line and what the reader read."""
@@ -136,7 +128,7 @@ class Reading:
 
     @property
     def cer(self) -> float:
-        return error_rate([self.text], [self.reading])
+        return cer([self.text], [self.reading])
 
 
 def sample_readings(synth, reader: Reader, texts, *, bias: float, seeds=SEEDS) -> list:
@@ -158,7 +150,7 @@ def sample_readings(synth, reader: Reader, texts, *, bias: float, seeds=SEEDS) -
 
 
 def _cer_of(found) -> float:
-    return error_rate([f.text for f in found], [f.reading for f in found])
+    return cer([f.text for f in found], [f.reading for f in found])
 
 
 def true_stroke_lines(data_dir, split: str = "valid", limit: int = 0) -> list:
@@ -187,7 +179,7 @@ def ceiling(reader: Reader, data_dir, *, split: str = "valid", limit: int = 0) -
     if not lines:
         raise DatasetError(f"{data_dir}: the {split} split holds no line")
     readings = read(reader, [strokes for strokes, _ in lines])
-    return Row(cer=error_rate([text for _, text in lines], readings), lines=len(lines))
+    return Row(cer=cer([text for _, text in lines], readings), lines=len(lines))
 
 
 def recorded_ceiling(reader: Reader) -> Row | None:

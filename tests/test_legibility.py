@@ -45,11 +45,11 @@ def test_held_out_sentences_are_outside_every_corpus_the_generator_writes():
     assert set(".,!?:;") <= set(together)
 
 
-def test_error_rate_sums_distances_over_characters():
-    assert legibility.error_rate(["abc", "de"], ["abc", "d"]) == pytest.approx(1 / 5)
-    assert legibility.error_rate(["ab"], ["xyzw"]) == pytest.approx(4 / 2)
+def test_error_rate_sums_distances_over_characters():  # the CER the score uses
+    assert ctc.cer(["abc", "de"], ["abc", "d"]) == pytest.approx(1 / 5)
+    assert ctc.cer(["ab"], ["xyzw"]) == pytest.approx(4 / 2)
     with pytest.raises(ValueError, match="no character"):
-        legibility.error_rate([""], ["a"])
+        ctc.cer([""], ["a"])
 
 
 @pytest.fixture(scope="module")
