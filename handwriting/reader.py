@@ -156,9 +156,20 @@ class StrokeReader(keras.Model):
             self.convolutions.append(conv)
             channels = filters
         self.recurrent = []
+        # Bidirectional copies the layer it is given through Keras' serialization, which inside
+        # `keras.saving.load_model` remembers each serialized object by its id(). Left to copy
+        # one LSTM into both directions, a freed LSTM's id reused by the next layer's made Keras
+        # hand back the earlier layer's copy (a load failing now and then with "Forward layer
+        # and backward layer should have different `go_backwards` value"). So the backward layer
+        # is passed built, and every forward LSTM is kept alive until all are copied.
+        sources = []
         for n in range(1, lstm_layers + 1):
+            sources.append(keras.layers.LSTM(units, return_sequences=True))
+            backward = keras.layers.LSTM(
+                units, return_sequences=True, go_backwards=True, name=f"backward_lstm_{n}"
+            )
             layer = keras.layers.Bidirectional(
-                keras.layers.LSTM(units, return_sequences=True), name=f"bilstm_{n}"
+                sources[-1], backward_layer=backward, name=f"bilstm_{n}"
             )
             layer.build((None, None, channels))
             self.recurrent.append(layer)

@@ -130,6 +130,24 @@ def test_config_round_trip_and_size():
     assert model.count_params() == expected  # 766,947: ~3 MB of float32
 
 
+def test_loaded_layers_are_distinct_and_run_both_ways(tmp_path):
+    # keras.saving.load_model remembers serialized objects by id(); a Bidirectional left to copy
+    # one LSTM into both directions could be handed an earlier layer's copy when an id was
+    # reused, so that a load failed now and then (both directions go_backwards=True).
+    model = reader.StrokeReader(V, filters=8, units=5, lstm_layers=3)
+    rng = np.random.default_rng(5)
+    inputs = {"strokes": rng.normal(size=(1, 17, 3)).astype(np.float32)}
+    inputs["strokes_mask"] = np.ones((1, 17), bool)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    for _ in range(5):
+        loaded = keras.saving.load_model(path, compile=False)
+        lstms = [x for b in loaded.recurrent for x in (b.forward_layer, b.backward_layer)]
+        assert len({id(x) for x in lstms}) == 6
+        assert [x.go_backwards for x in lstms] == [False, True] * 3
+        np.testing.assert_allclose(loaded(inputs), model(inputs), atol=1e-6)
+
+
 # ---------------------------------------------------------------------------------------------
 # Decoding
 
