@@ -7,7 +7,7 @@ CORPUS_SRC := data/synth
 CORPUS := data/corpus
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup data train test test-fast lint format bench peer clean web browser serve bench-web fuzz
+.PHONY: setup data train test test-fast lint format bench peer clean web browser serve bench-web fuzz kills
 
 setup: $(STAMP)
 
@@ -53,6 +53,14 @@ FUZZ_JOBS ?= 2
 FUZZ_SEED ?= 0
 fuzz: $(STAMP)
 	$(PY) -m fuzz --cases $(FUZZ_CASES) --jobs $(FUZZ_JOBS) --seed $(FUZZ_SEED)
+
+# Kills at random moments (RELIABILITY.md): `python -m data_prep` and `train.py` killed with
+# SIGKILL KILLS_PREP and KILLS_TRAIN times (also mid-shard, mid-checkpoint) and resumed; their
+# results must be the uninterrupted runs'. `make test` runs a seeded few (tests/test_kills.py).
+KILLS_PREP ?= 20
+KILLS_TRAIN ?= 20
+kills: $(STAMP)
+	$(PY) -m fuzz.kills --prep $(KILLS_PREP) --train $(KILLS_TRAIN) --seed $(FUZZ_SEED)
 
 # The browser page's runtime: LiteRT.js (npm @litertjs/core, pinned in web/package-lock.json)
 # bundled by esbuild into one classic script for the page's worker, with its wasm runtimes

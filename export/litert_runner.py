@@ -18,10 +18,12 @@ give.
 
 Exit status 2 with a message naming the file and what is wrong for bad input: unknown
 characters, empty text, a missing, truncated or damaged sampler or `sampler.json`, an output
-that cannot be written (checked before sampling).
+that cannot be written (checked before sampling). A sampler whose bytes differ from those
+exported (its embedded `sha256`, see `export/tflite.py`) is refused before it runs.
 """
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -37,6 +39,7 @@ METADATA_FILENAME = "sampler.json"
 METADATA_NAME = b"handwriting"
 SIGNATURE = "step"
 METADATA_VERSION = 2  # the sampler format this runner reads (`export/tflite.py`)
+DIGEST_KEY = "sha256"  # the embedded metadata's checksum of the file (`export/tflite.py`)
 INPUTS = ("point", "state", "text", "text_mask", "draws", "bias")  # of the signature
 OUTPUTS = ("point", "state", "passed", "phi", "phi_end", "head")
 FIRST_CHAR_ID = 2  # the alphabet's first character; 0 pads, 1 is the unknown character
@@ -77,6 +80,7 @@ def read_metadata(model_bytes: bytes, path: str) -> tuple:
             meta = json.loads(embedded.decode("utf-8"))
         except ValueError as e:  # also UnicodeDecodeError
             raise RunnerError(f"{path}: its embedded metadata is not valid JSON ({e})") from None
+        check_digest(model_bytes, meta, path)
     else:
         source = os.path.join(os.path.dirname(path), METADATA_FILENAME)
         try:
@@ -92,6 +96,28 @@ def read_metadata(model_bytes: bytes, path: str) -> tuple:
             raise RunnerError(f"{source}: not valid JSON ({e})") from None
     check_metadata(meta, source)
     return meta, source
+
+
+def _digest_field(digest: str) -> bytes:
+    return json.dumps({DIGEST_KEY: digest})[1:-1].encode("utf-8")
+
+
+def check_digest(model_bytes: bytes, meta, path: str) -> None:
+    """Raises `RunnerError` naming `path` unless the sampler's bytes are those exported: the
+    sha256 of the file with its digest's 64 hex digits written as zeros is the digest."""
+    digest = meta.get(DIGEST_KEY) if isinstance(meta, dict) else None
+    if not (isinstance(digest, str) and len(digest) == 64):
+        raise RunnerError(
+            f"{path}: its embedded metadata holds no checksum ({DIGEST_KEY}); export the model "
+            "again with `python -m export`"
+        )
+    field = _digest_field(digest)
+    unsealed = model_bytes.replace(field, _digest_field("0" * 64))
+    if model_bytes.count(field) != 1 or hashlib.sha256(unsealed).hexdigest() != digest:
+        raise RunnerError(
+            f"{path}: sha256 does not match its contents; the file was changed after it was "
+            "exported (a damaged copy?); copy or export it again"
+        )
 
 
 def _is_number(value, positive=False) -> bool:

@@ -34,8 +34,14 @@ the model's own functions. The exports' test holds the step equal to
 
 Metadata (alphabet, normalisation statistics, sizes, the start point) is stored as JSON both
 inside the flatbuffer (metadata entry `handwriting`) and beside it (`sampler.json`).
+
+Checksum. A flatbuffer has none, and the interpreter's verifier checks its structure, not its
+numbers: a changed byte in a weight runs as another weight. The embedded metadata therefore
+also holds `sha256`, the digest of the whole file with the digest's own 64 hex digits written
+as zeros (`seal`); the runner recomputes it before it trusts the file.
 """
 
+import hashlib
 import json
 
 import numpy as np
@@ -54,6 +60,9 @@ METADATA_FILENAME = "sampler.json"
 # L, the characters the exported samplers read (a longer line is refused): a handwritten
 # line holds 40 to 80; the window over 128 positions costs well under 1% of a step.
 TEXT_LENGTH = 128
+# The embedded metadata's key of the file's checksum, and its value while the file is sealed.
+DIGEST_KEY = "sha256"
+UNSEALED_DIGEST = "0" * 64
 
 
 def state_widths(model) -> list:
@@ -196,13 +205,15 @@ def metadata(synth, model, text_length: int = TEXT_LENGTH) -> dict:
 
 
 def embed_metadata(flatbuffer: bytes, meta: dict) -> bytes:
-    """Returns `flatbuffer` with `meta` as JSON in its metadata entry `handwriting`."""
+    """Returns `flatbuffer` with `meta` as JSON in its metadata entry `handwriting`, sealed
+    with the file's checksum (`seal`)."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
     buffer = schema.BufferT()
-    buffer.data = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), np.uint8)
+    sealed = {**meta, DIGEST_KEY: UNSEALED_DIGEST}  # `seal` writes the digest in
+    buffer.data = np.frombuffer(json.dumps(sealed, sort_keys=True).encode("utf-8"), np.uint8)
     model.buffers.append(buffer)
     entry = schema.MetadataT()
     entry.name = METADATA_NAME
@@ -211,11 +222,27 @@ def embed_metadata(flatbuffer: bytes, meta: dict) -> bytes:
     model.metadata.append(entry)
     builder = flatbuffers.Builder(len(flatbuffer) + 4096)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    return seal(bytes(builder.Output()))
+
+
+def digest_field(digest: str) -> bytes:
+    """The bytes of the checksum's field as `json.dumps(..., sort_keys=True)` writes it."""
+    return json.dumps({DIGEST_KEY: digest})[1:-1].encode("utf-8")
+
+
+def seal(flatbuffer: bytes) -> bytes:
+    """Writes the file's checksum into its embedded metadata (which holds `UNSEALED_DIGEST`):
+    the sha256 of the file as it is, then put in place of the zeros (the same length, so no
+    other byte moves). `export/litert_runner.py` checks it the other way round."""
+    unsealed = digest_field(UNSEALED_DIGEST)
+    if flatbuffer.count(unsealed) != 1:
+        raise ValueError("the flatbuffer must hold the unsealed checksum field exactly once")
+    return flatbuffer.replace(unsealed, digest_field(hashlib.sha256(flatbuffer).hexdigest()))
 
 
 def read_metadata(flatbuffer: bytes) -> dict:
-    """Reads the `handwriting` metadata entry back (None when absent)."""
+    """Reads the `handwriting` metadata entry back, without the file's checksum (None when
+    absent)."""
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.Model.GetRootAs(flatbuffer, 0)
@@ -223,7 +250,9 @@ def read_metadata(flatbuffer: bytes) -> dict:
         entry = model.Metadata(i)
         if entry.Name() == METADATA_NAME.encode():
             data = model.Buffers(entry.Buffer()).DataAsNumpy()
-            return json.loads(bytes(data).decode("utf-8"))
+            meta = json.loads(bytes(data).decode("utf-8"))
+            meta.pop(DIGEST_KEY, None)
+            return meta
     return None
 
 

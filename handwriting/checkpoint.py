@@ -6,15 +6,20 @@ Inside `checkpoint/` of a run directory (the names are `handwriting.rundir`'s):
                                (`keras.Model.save_weights`)
     step-N.iterator.index,     `tf.train.Checkpoint(data=iterator)` of the training stream's
     step-N.iterator.data-*     iterator: shuffle buffers, bucket contents, random state
-    state.json                 `rundir.TrainingState`, which names the files above
+    state.json                 `rundir.TrainingState`, which names the files above with the
+                               sha256 of each (neither HDF5 nor TensorFlow's checkpoint files
+                               checksum their values), and the sha256 of its own fields
 
 `write` writes them in that order, the weights and state.json atomically, and then removes
 the files state.json no longer names: a run killed while writing keeps the previous
-checkpoint whole, and `remove_unnamed` clears what the killed write left. A resumed run
+checkpoint whole, and `remove_unnamed` clears what the killed write left. A checkpoint file
+changed after it was written (a flipped bit on disk, a bad copy) is refused by
+`TrainingState.load`, naming the file, instead of resuming from other weights. A resumed run
 restores the weights (`restore_model`) and the iterator (`restore_iterator`), so its next
 batch is the one the killed run would have drawn, and no batch is read twice.
 """
 
+import dataclasses
 import os
 import shutil
 
@@ -22,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from handwriting import files, rundir
+from handwriting.dataset_info import sha256_file
 from handwriting.errors import TrainingError
 from handwriting.rundir import TrainingState
 
@@ -35,7 +41,7 @@ def nonfinite_weight(model) -> str | None:
     return None
 
 
-def write(run_dir, model, iterator, state: TrainingState) -> None:
+def write(run_dir, model, iterator, state: TrainingState) -> TrainingState:
     """Writes the checkpoint of `model` and `iterator` under the names `state` gives.
 
     Args:
@@ -44,13 +50,21 @@ def write(run_dir, model, iterator, state: TrainingState) -> None:
         iterator: the iterator of the training stream (a `tf.data` iterator).
         state: the training state, naming the files (`rundir.WEIGHTS_FILENAME`,
             `rundir.ITERATOR_PREFIX` of its step).
+
+    Returns:
+        `state` with the sha256 of every file written (`TrainingState.files`), as saved.
     """
     directory = os.path.join(run_dir, rundir.CHECKPOINT_DIR)
     with files.atomic_path(os.path.join(directory, state.weights), keep_suffix=True) as tmp:
         model.save_weights(tmp)
     tf.train.Checkpoint(data=iterator).write(os.path.join(directory, state.iterator))
+    iterator_files = sorted(n for n in os.listdir(directory) if n.startswith(state.iterator + "."))
+    names = [state.weights, *iterator_files]
+    digests = {name: sha256_file(os.path.join(directory, name)) for name in names}
+    state = dataclasses.replace(state, files=digests)
     state.save(run_dir)
     remove_unnamed(directory, state)
+    return state
 
 
 def remove_unnamed(directory, state: TrainingState | None) -> list:

@@ -232,6 +232,17 @@ def _check_lines(parsed, vocab_size):
     return None
 
 
+def _readable_records(path) -> int:
+    """How many records of the TFRecord file `path` read before the first damaged one."""
+    count = 0
+    try:
+        for _ in tf.data.TFRecordDataset(path):
+            count += 1
+    except tf.errors.DataLossError:
+        pass
+    return count
+
+
 def _scan_split(info, data_dir, split):
     """Reads every line of a split once; checks it against `dataset.json`; returns lengths.
 
@@ -263,9 +274,10 @@ def _scan_split(info, data_dir, split):
                     raise DatasetError(f"{path}: line {line_id!r} (record {record}): {what}")
                 shard_lengths.extend(parsed["num_points"].numpy().tolist())
         except tf.errors.DataLossError as e:
-            good = len(shard_lengths)
+            good = _readable_records(path)  # lines are read in batches: count them one by one
             raise DatasetError(
-                f"{path}: corrupt TFRecord shard after {good} good lines ({e.message})"
+                f"{path}: corrupt TFRecord shard after {good} good lines: record {good} is "
+                f"damaged ({e.message})"
             ) from None
         except tf.errors.InvalidArgumentError as e:
             good = len(shard_lengths)

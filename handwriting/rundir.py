@@ -20,6 +20,7 @@ is typed twice; an export's directory holds the same first three files beside it
 """
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -97,7 +98,7 @@ def load(directory=None) -> Synthesizer:
 
     from handwriting import model as model_lib  # registers the model's classes with Keras
 
-    _check_keras_archive(weights)
+    check_keras_archive(weights)
     try:
         # safe_mode (Keras' default, stated): a Lambda's code or a function named in the
         # file's config is refused, never run.
@@ -121,7 +122,7 @@ def load(directory=None) -> Synthesizer:
     )
 
 
-def _check_keras_archive(path) -> None:
+def check_keras_archive(path) -> None:
     """Refuses a `.keras` file that is not a whole zip archive: truncated, or a byte changed.
 
     Keras says "File not found" for both; every member's CRC is checked here instead.
@@ -155,7 +156,9 @@ def _load_dataset_info(directory) -> DatasetInfo:
 # ---------------------------------------------------------------------------------------------
 # A training run's progress (checkpoint/state.json) and the checks before it starts or resumes
 
-STATE_FORMAT_VERSION = 2
+# 3: the sha256 of every checkpoint file, and of state.json's own fields (2: neither; read).
+STATE_FORMAT_VERSION = 3
+STATE_FORMAT_VERSIONS = (2, 3)  # what `TrainingState.load` reads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +172,10 @@ class TrainingState:
     best_val_loss: float | None  # lowest validation nats per line so far (model.keras)
     best_step: int  # the step of best_val_loss
     early_stopping_wait: int  # validations since the last improvement
+    # File name inside checkpoint/ -> sha256 of its bytes, for every file of the checkpoint
+    # (`checkpoint.write` fills it in): HDF5 and TensorFlow's iterator files carry no checksum
+    # of their own, so a changed byte in a weight would otherwise load as another weight.
+    files: dict = dataclasses.field(default_factory=dict)
 
     def validated(self, step: int, val_loss: float) -> "TrainingState":
         """The state after a validation at `step`: a new best loss, or one more without."""
@@ -185,7 +192,10 @@ class TrainingState:
         return name == self.weights or name.startswith(self.iterator + ".")
 
     def to_json(self) -> dict:
-        return {"format_version": STATE_FORMAT_VERSION, **dataclasses.asdict(self)}
+        """The JSON of state.json; its `sha256` is that of the other fields (`_fields_digest`),
+        so a changed byte anywhere in the file is found when it is read."""
+        obj = {"format_version": STATE_FORMAT_VERSION, **dataclasses.asdict(self)}
+        return {**obj, "sha256": _fields_digest(obj)}
 
     def save(self, run_dir) -> None:
         """Writes `run_dir/checkpoint/state.json` atomically."""
@@ -194,29 +204,57 @@ class TrainingState:
 
     @classmethod
     def load(cls, run_dir) -> "TrainingState | None":
-        """Reads `run_dir/checkpoint/state.json`; None when there is none."""
+        """Reads `run_dir/checkpoint/state.json`; None when there is none.
+
+        Raises:
+            TrainingError: state.json is not one this version wrote, was changed after it was
+                written, or names a checkpoint file that is missing or whose bytes differ from
+                those written (the message names the file).
+        """
         path = os.path.join(run_dir, CHECKPOINT_DIR, STATE_FILENAME)
         try:
-            with open(path, encoding="utf-8") as f:
-                obj = json.load(f)
+            obj = files.read_json(path)
         except FileNotFoundError:
             return None
-        except json.JSONDecodeError as e:
-            raise TrainingError(f"{path}: not valid JSON: line {e.lineno}: {e.msg}") from None
-        if not isinstance(obj, dict) or obj.get("format_version") != STATE_FORMAT_VERSION:
+        except files.JSONFileError as e:
+            raise TrainingError(str(e)) from None
+        version = obj.get("format_version") if isinstance(obj, dict) else obj
+        if version not in STATE_FORMAT_VERSIONS:
             raise TrainingError(
-                f"{path}: format_version must be {STATE_FORMAT_VERSION}, received "
-                f"{obj.get('format_version') if isinstance(obj, dict) else obj!r}"
+                f"{path}: format_version must be one of {list(STATE_FORMAT_VERSIONS)}, received "
+                f"{version!r}"
             )
-        fields = {f.name for f in dataclasses.fields(cls)}
+        fields = {f.name for f in dataclasses.fields(cls)} - ({"files"} if version == 2 else set())
+        if version == 2 and ("files" in obj or "sha256" in obj):
+            raise TrainingError(f"{path}: format_version 2 holds no checksums, but this one does")
+        if version != 2 and obj.get("sha256") != _fields_digest(obj):
+            raise TrainingError(
+                f"{path}: its sha256 does not match its contents; the file was changed after it "
+                "was written. Restore it, or start the run again in another --logdir"
+            )
         missing = sorted(fields - set(obj))
         if missing:
             raise TrainingError(f"{path}: missing fields {missing}")
         state = cls(**{k: obj[k] for k in fields})
-        for name in (state.weights, state.iterator + ".index"):
-            if not os.path.isfile(os.path.join(run_dir, CHECKPOINT_DIR, name)):
+        directory = os.path.join(run_dir, CHECKPOINT_DIR)
+        for name in (state.weights, state.iterator + ".index", *state.files):
+            if not os.path.isfile(os.path.join(directory, name)):
                 raise TrainingError(f"{path}: names {name}, which is missing")
+        for name, digest in state.files.items():
+            if dataset_info.sha256_file(os.path.join(directory, name)) != digest:
+                raise TrainingError(
+                    f"{os.path.join(directory, name)}: sha256 does not match {path}; the "
+                    "checkpoint file was damaged after it was written. Restore it, or start "
+                    "the run again in another --logdir"
+                )
         return state
+
+
+def _fields_digest(obj: dict) -> str:
+    """The sha256 of a state.json object's fields but `sha256` (canonical JSON)."""
+    fields = {k: v for k, v in obj.items() if k != "sha256"}
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def resolve_config(run_dir, preset_name, overrides, resume) -> Config:

@@ -115,11 +115,11 @@ def validation_batches(config: Config) -> tf.data.Dataset:
 
     Whole lines, whatever `train.max_points` cuts training lines to: the loss is then in nats
     per line as the paper reports it, and the window is scored on following a whole line.
+    The shards are verified first (`data.load_dataset`), so that a damaged one is named with
+    its record, not met as TensorFlow's "corrupted record" while the cache fills.
     """
     arguments = dict(_pipeline_arguments(config), max_points=None)
-    valid = data.load_dataset(
-        config.data.dir, "valid", shuffle=False, repeat=False, verify=False, **arguments
-    )
+    valid = data.load_dataset(config.data.dir, "valid", shuffle=False, repeat=False, **arguments)
     if config.train.eval_batches:
         valid = valid.take(config.train.eval_batches)
     valid = valid.cache()
@@ -277,7 +277,7 @@ class _Loop:
             elapsed_seconds=limits.elapsed(),
         )
         if self.chief:
-            checkpoint.write(self.run_dir, self.model, self.iterator, state)
+            state = checkpoint.write(self.run_dir, self.model, self.iterator, state)
         self.saved = state
         return state
 
@@ -443,6 +443,7 @@ def _final_outputs(model, run_dir, previews, log) -> tuple:
         return ()
     written = [model_path]
     if previews is not None:
+        rundir.check_keras_archive(model_path)  # a resumed run reads one it did not write
         model.set_weights(keras.saving.load_model(model_path, compile=False).get_weights())
         written += previews.save()
     log("Wrote " + ", ".join(written))
