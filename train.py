@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, metavar="S", help="seed of initialisation and order")
     parser.add_argument(
+        "--init-from",
+        metavar="DIR",
+        help="start a new run from the weights of this model directory (e.g. "
+        "handwriting/assets/demo; the same network and alphabet), with a fresh optimiser",
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         nargs="+",
@@ -88,6 +94,8 @@ def overrides_from_args(args) -> list:
         out += [f"train.epochs={args.epochs}", "train.max_steps=0"]
     if args.seed is not None:
         out.append(f"train.seed={args.seed}")
+    if args.init_from is not None:
+        out.append(f"train.init_from={args.init_from}")
     return out + list(args.overrides)
 
 

@@ -131,6 +131,11 @@ class TrainConfig:
     # where a line has none). 0: off.
     guided_attention: float = 0.0
     guided_attention_steps: int = 0
+    # A model directory (model.keras, config.json and dataset.json, as a run or an export
+    # writes it; e.g. handwriting/assets/demo) whose weights a new run starts from, with a fresh
+    # optimiser at step 0: its `model` section and its data's alphabet and statistics must be
+    # this run's. Empty: random initialisation. A resumed run reads its own checkpoint instead.
+    init_from: str = ""
     # Evaluate on the validation split every this many steps.
     eval_every_steps: int = 500
     # Validation batches per evaluation; 0: the whole split.

@@ -331,6 +331,56 @@ def check_run_dir(run_dir, config: Config, resume: bool, log) -> TrainingState |
     return state
 
 
+def _encoding_differences(alphabet, offset_mean, offset_std, info: DatasetInfo) -> list:
+    """What of the text and point encoding differs from `info`'s: the alphabet, the statistics."""
+    problems = []
+    if alphabet != info.alphabet:
+        problems.append("the alphabet")
+    if tuple(offset_mean) != tuple(info.offset_mean) or tuple(offset_std) != tuple(info.offset_std):
+        problems.append("the normalisation statistics")
+    return problems
+
+
+def initial_weights(config: Config, info: DatasetInfo, log) -> list:
+    """The weights of `config.train.init_from`'s model, for a new run of `config` on `info`.
+
+    The alphabet must be `info`'s (a character id must mean the same character). Other
+    normalisation statistics (a corpus rebuilt or changed, another data set) are allowed and
+    said when they differ by more than 0.1%: the network starts from offsets in other units and
+    learns the new ones.
+
+    Raises:
+        TrainingError: the directory cannot be loaded, or holds another network (its `model`
+            section differs) or another alphabet.
+    """
+    directory = config.train.init_from
+    try:
+        source = load(directory)
+    except SampleError as e:
+        raise TrainingError(f"train.init_from: {e}") from None
+    shape = _differences(source.config, config, sections=("model",))
+    if shape:
+        raise TrainingError(
+            f"train.init_from: {directory} holds another network ({'; '.join(shape)}); start "
+            "from a model of this run's configuration"
+        )
+    if source.alphabet != info.alphabet:
+        raise TrainingError(
+            f"train.init_from: {directory}: its alphabet differs from that of "
+            f"{os.path.join(config.data.dir, DATASET_FILENAME)}; a network cannot switch "
+            "character ids"
+        )
+    old = (*source.offset_mean, *source.offset_std)
+    new = (*info.offset_mean, *info.offset_std)
+    if any(abs(a - b) > 1e-3 * abs(b) for a, b in zip(old, new, strict=True)):
+        log(
+            f"{directory} was trained on offsets of mean {source.offset_mean} and std "
+            f"{source.offset_std}; these data have {tuple(info.offset_mean)} and "
+            f"{tuple(info.offset_std)}"
+        )
+    return source.model.get_weights()
+
+
 def check_dataset(run_dir, info: DatasetInfo, data_dir) -> None:
     """A resumed run must read text with its alphabet and points with its statistics."""
     path = os.path.join(run_dir, DATASET_FILENAME)
@@ -341,13 +391,7 @@ def check_dataset(run_dir, info: DatasetInfo, data_dir) -> None:
             stored = DatasetInfo.from_json(json.load(f), where=path)
     except json.JSONDecodeError as e:
         raise TrainingError(f"{path}: not valid JSON: line {e.lineno}: {e.msg}") from None
-    problems = []
-    if stored.alphabet != info.alphabet:
-        problems.append("the alphabet")
-    if tuple(stored.offset_mean) != tuple(info.offset_mean) or tuple(stored.offset_std) != tuple(
-        info.offset_std
-    ):
-        problems.append("the normalisation statistics")
+    problems = _encoding_differences(stored.alphabet, stored.offset_mean, stored.offset_std, info)
     if problems:
         raise TrainingError(
             f"{os.path.join(data_dir, DATASET_FILENAME)}: {' and '.join(problems)} differ from "

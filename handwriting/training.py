@@ -368,6 +368,9 @@ def train(
         model.optimizer.build(model.trainable_variables)  # the slots a checkpoint holds
         if state is not None:
             checkpoint.restore_model(model, run_dir, state)
+        elif config.train.init_from:
+            model.set_weights(rundir.initial_weights(config, info, log))
+            log(f"Starting from the weights of {config.train.init_from}")
     # The window's alignment is scored where the data say which character each point writes;
     # elsewhere a 0 would read as "the window learned nothing", so it is not shown at all.
     model.scores_alignment = model.is_synthesis and _has_alignment(valid)

@@ -548,6 +548,44 @@ def test_resume_refuses_data_with_another_alphabet(corpus, tmp_path):
         training.train(config, run_dir, resume=True, log=_quiet)
 
 
+def test_a_new_run_starts_from_the_weights_of_a_model_directory(reference_run, corpus, tmp_path):
+    source = reference_run[0]
+    start = rundir.load(source).model.get_weights()
+    after_one_step = []
+    logs = []
+    rate = 1e-3
+    config = tiny_config(
+        corpus, "train.max_steps=1", f"train.learning_rate={rate}", f"train.init_from={source}"
+    )
+    training.train(
+        config,
+        str(tmp_path / "run"),
+        after_step=[lambda model, step: after_one_step.append(model.get_weights())],
+        sample_texts=(),
+        legibility=None,
+        verbose=0,
+        log=logs.append,
+    )
+    assert f"Starting from the weights of {source}" in logs
+    # Adam's first step moves every weight by lr * g / (|g| + epsilon): at most the rate (and
+    # float32 round-off of weights near 1), nearly the rate where a gradient is not tiny.
+    moved = max(float(np.abs(a - b).max()) for a, b in zip(after_one_step[0], start, strict=True))
+    assert rate / 2 < moved <= rate + 1e-6
+    assert Config.load(str(tmp_path / "run")).train.init_from == source
+
+
+def test_init_from_refuses_another_network_and_a_missing_directory(reference_run, corpus, tmp_path):
+    source = reference_run[0]
+    config = tiny_config(corpus, f"train.init_from={source}", "model.units=9")
+    with pytest.raises(
+        training.TrainingError, match=r"holds another network \(model\.units: 8 -> 9\)"
+    ):
+        training.train(config, str(tmp_path / "a"), sample_texts=(), verbose=0, log=_quiet)
+    config = tiny_config(corpus, f"train.init_from={tmp_path / 'none'}")
+    with pytest.raises(training.TrainingError, match=r"train\.init_from: .*none: no such model"):
+        training.train(config, str(tmp_path / "b"), sample_texts=(), verbose=0, log=_quiet)
+
+
 # Strategies --------------------------------------------------------------------------------
 
 _MIRRORED_SCRIPT = textwrap.dedent(
