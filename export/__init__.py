@@ -10,3 +10,7 @@
 
 `export/litert_runner.py EXPORT_DIR "text" -o out.svg` samples with LiteRT and numpy alone.
 """
+
+from export.folder import OutputError, export, is_previous_export
+
+__all__ = ["OutputError", "export", "is_previous_export"]

@@ -45,6 +45,12 @@ characters; characters outside the model's alphabet and other control characters
 """
 
 
+def _add_model_argument(
+    command, help="a training run's or export's directory (default: demo model)"
+) -> None:
+    command.add_argument("--model", default=None, help=help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m handwriting",
@@ -64,9 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     write.add_argument(
         "-o", "--output", required=True, help="output file: .svg, .png, .gif (animated) or .json"
     )
-    write.add_argument(
-        "--model", default=None, help="a training run's or export's directory (default: demo model)"
-    )
+    _add_model_argument(write)
     write.add_argument("--bias", type=float, default=1.0, help="sampling bias >= 0 (default 1)")
     write.add_argument("--seed", type=int, default=0, help="random seed in [0, 2**32) (default 0)")
     style = write.add_mutually_exclusive_group()
@@ -93,9 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the styles that `write --style` takes: the model's own (styles.json) "
         "and the lines of its data set, when that is here.",
     )
-    styles.add_argument(
-        "--model", default=None, help="a training run's or export's directory (default: demo model)"
-    )
+    _add_model_argument(styles)
     styles.add_argument("--data", help="the data set folder (default: the run's)")
     styles.add_argument(
         "--limit",
@@ -117,9 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         "reads them with a trained reader, and prints the character error rate (CER) per bias, "
         "with the reader's CER on the validation split's true strokes as the ceiling.",
     )
-    score.add_argument(
-        "--model", default=None, help="a training run's or export's directory (default: demo model)"
-    )
+    _add_model_argument(score)
     score.add_argument("--reader", default=None, help="a reader directory (default: the shipped)")
     score.add_argument(
         "--data",
@@ -150,9 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         "network reading each line's true points (teacher forcing), optionally after a prime. "
         "Lower is more likely: closer to the model's hand.",
     )
-    nll.add_argument(
-        "--model", default=None, help="a training run's or export's directory (default: demo model)"
-    )
+    _add_model_argument(nll)
     nll.add_argument("--lines", required=True, help="stroke JSON of the lines, each with its text")
     nll.add_argument("--prime", help="read this line first: IAM-OnDB XML or stroke JSON")
     nll.add_argument("--prime-text", help="the transcription of the --prime file")
@@ -164,9 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         "with its text), holding some out to stop before it overfits, and writes a model "
         "directory that write, export and serve take.",
     )
-    adapt.add_argument(
-        "--model", default=None, help="the model to start from (default: the demo model)"
-    )
+    _add_model_argument(adapt, "the model to start from (default: the demo model)")
     adapt.add_argument("--lines", required=True, help="stroke JSON of the writer's lines")
     adapt.add_argument("--out", required=True, help="a new or empty folder for the result")
     adapt.add_argument(
@@ -201,9 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
         "once and cached: beside the model, or in the user's cache folder when the model's "
         "folder cannot hold it). Everything the page loads comes from this server.",
     )
-    serve.add_argument(
-        "--model", default=None, help="a training run's or export's directory (default: demo model)"
-    )
+    _add_model_argument(serve)
     serve.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any)")
     serve.add_argument(
         "--host",

@@ -125,7 +125,7 @@ def ensure_export(model_dir=None, *, cache_root=None, log=print) -> str:
     target = cache_dir(model_dir, cache_root)
     fingerprint = model_fingerprint(model_dir)
     if not (_is_current_export(target) and _recorded_fingerprint(target) == fingerprint):
-        from export.__main__ import OutputError, export
+        from export import OutputError, export
 
         log(f"exporting {model_dir} for the page into {target} (once; takes a minute)")
         try:
@@ -160,7 +160,7 @@ def cache_dir(model_dir, cache_root=None) -> str:
 def _usable_cache(directory) -> bool:
     """Whether the existing `directory` may receive the cache: a writable folder, empty or a
     previous export (a folder of the user's that happens to have the name is left alone)."""
-    from export.__main__ import is_previous_export
+    from export import is_previous_export
 
     if os.path.islink(directory) or not os.path.isdir(directory):
         return False
@@ -199,7 +199,7 @@ def _is_current_export(directory) -> bool:
     """Whether `directory` holds an export whose float32 step LiteRT.js can run: its
     `sampler.json`, and a step whose every output is float32, int32 or uint8 (exports
     before `passed` became uint8 give a bool)."""
-    from export.__main__ import is_previous_export
+    from export import is_previous_export
 
     path = os.path.join(directory, FLOAT_FILENAME)
     if not (is_previous_export(directory) and os.path.isfile(path)):

@@ -22,7 +22,7 @@ from iam_fixtures import write_fixture
 from model_fixtures import write_tiny_model
 
 from data_prep import shards
-from export import __main__ as export_main
+from export import folder as export_folder
 from export import litert_runner, tflite
 from handwriting import data, rundir, training
 from handwriting.config import preset
@@ -327,7 +327,7 @@ def exported(tmp_path_factory):
     run = tmp_path_factory.mktemp("model")
     write_tiny_model(run, seed=4, offset_mean=(0.5, -1.0), offset_std=(4.0, 3.0))
     out = tmp_path_factory.mktemp("export") / "exported"
-    export_main.export(str(run), str(out), int8=False, text_length=8)
+    export_folder.export(str(run), str(out), int8=False, text_length=8)
     return str(out)
 
 

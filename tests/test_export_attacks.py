@@ -10,6 +10,7 @@ from ai_edge_litert import schema_py_generated as schema
 from model_fixtures import write_tiny_model
 
 from export import __main__ as export_main
+from export import folder as export_folder
 from export import litert_runner, tflite
 from handwriting import rundir, sample
 
@@ -26,7 +27,7 @@ def exported(tmp_path_factory):
         tmp_path_factory.mktemp("run"), seed=2, offset_mean=(0.1, 0.2), offset_std=(2.0, 3.0)
     )
     out = tmp_path_factory.mktemp("export") / "exported"
-    export_main.export(run, str(out), text_length=TEXT_LENGTH)
+    export_folder.export(run, str(out), text_length=TEXT_LENGTH)
     return run, str(out)
 
 
@@ -146,7 +147,7 @@ def test_export_writes_into_an_empty_folder_or_over_a_previous_export(exported, 
     assert litert_runner.Sampler(str(again)).text_length == 10
     assert sample.load(str(again)).alphabet.size == 97
     assert os.listdir(tmp_path) == ["again"]  # no temporary folder left beside it
-    written = set(export_main.export_entries()) - {tflite.INT8_FILENAME}
+    written = set(export_folder.export_entries()) - {tflite.INT8_FILENAME}
     assert set(os.listdir(again)) == written | {"README.txt", "renders"}
     with pytest.raises(SystemExit):
         export_main.main(["--help"])
