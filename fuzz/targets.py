@@ -8,6 +8,20 @@ case, so they get few.
 import dataclasses
 import importlib
 
+from hypothesis import HealthCheck, settings
+
+
+def slice_settings(count: int):
+    """Hypothesis settings of the suite's slice (tests/test_fuzz_*.py): `count` cases,
+    derandomized, so that the same cases run every time and a failure reproduces."""
+    return settings(
+        max_examples=count,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+
 
 @dataclasses.dataclass(frozen=True)
 class Target:

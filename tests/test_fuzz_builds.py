@@ -3,21 +3,12 @@ sources, damaged or tampered `model.keras` files, and the `write` command under 
 options (`fuzz/`, RELIABILITY.md). A handful of cases each: they take a second or more."""
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 from fuzz import model_cases, prep_cases
+from fuzz.targets import slice_settings as slice_of
 
 pytestmark = pytest.mark.slow
-
-
-def slice_of(count: int):
-    return settings(
-        max_examples=count,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
 
 
 @slice_of(6)

@@ -3,20 +3,10 @@ a few dozen generated attacks (`fuzz/`, RELIABILITY.md). Derandomized: the same 
 run, so a failure here reproduces."""
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 from fuzz import archive_cases, json_cases, targets, text_cases, xml_cases
-
-
-def slice_of(count: int):
-    """Hypothesis settings of a reproducible slice of `count` cases."""
-    return settings(
-        max_examples=count,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
+from fuzz.targets import slice_settings as slice_of
 
 
 @slice_of(120)
