@@ -13,12 +13,16 @@ and the page saves, each line with its text), on the user's machine, in minutes:
 3. Every `EVAL_EVERY` steps the held-out lines' nats per point (`likelihood`) are measured; the
    best weights are kept, and adaptation stops when they have not improved for `PATIENCE`
    evaluations, at the step limit, or at the time budget.
-4. The result is a model directory (`config.json`, `dataset.json`, `model.keras`) that
+4. A `progress` callback is told where adaptation is before the first step and after each
+   (`AdaptProgress`); `--progress FILE` writes it as JSON for another program to follow
+   (`python -m handwriting serve` runs adaptation as a child process and reads it).
+5. The result is a model directory (`config.json`, `dataset.json`, `model.keras`) that
    `write`, `export` and `serve` take, with the writer's lines as its `styles.json` (ids
    `line-1`, ...) and `adapt.json`, the record: lines, steps, minutes, held-out nats per point
    before and after.
 
     python -m handwriting adapt --lines mine.json --out runs/mine [--model DIR] [--minutes 5]
+        [--progress progress.json]
 """
 
 import dataclasses
@@ -35,7 +39,7 @@ from handwriting.likelihood import check_lines, line_batch, line_likelihoods, su
 from handwriting.strokes import Prime
 from handwriting.styles import save_styles
 
-ADAPT_FILENAME = "adapt.json"
+ADAPT_FILENAME = rundir.ADAPT_FILENAME
 # Fewest lines: one to adapt on and one held out to know when to stop.
 MIN_LINES = 2
 # Time budget of `adapt` by default, in minutes.
@@ -49,6 +53,8 @@ EVAL_EVERY = 10
 # Measurements without a better held-out figure before adaptation stops.
 PATIENCE = 5
 PARTS = ("all", "upper")
+# Seconds between two writes of `progress_file`'s JSON (a measurement is always written).
+PROGRESS_INTERVAL = 0.5
 
 
 def held_out_lines(count: int) -> int:
@@ -77,6 +83,44 @@ class AdaptResult:
         return {"format_version": 1, **dataclasses.asdict(self)}
 
 
+@dataclasses.dataclass(frozen=True)
+class AdaptProgress:
+    """Where `adapt` is; its `progress` callback gets one before the first step and after each.
+
+    Figures are mean nats per point (lower: closer to the writer's hand).
+    """
+
+    step: int  # steps done
+    steps: int  # the step limit
+    loss: float | None  # the training lines' figure at this step (None before the first)
+    held_out: float  # the held-out lines' figure at the latest measurement
+    held_out_before: float  # ... under the base model
+    best_held_out: float  # the best measured, whose weights are kept
+    best_step: int
+    seconds: float  # since `adapt` started (loading the model included)
+    budget_seconds: float  # the time budget
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def progress_file(path, interval: float = PROGRESS_INTERVAL):
+    """A `progress` callback that writes the latest `AdaptProgress` as JSON to `path`,
+    atomically: before the first step, at every measurement of the held-out lines, and
+    otherwise at most every `interval` seconds."""
+    written = -math.inf  # when it last wrote
+
+    def write(progress: AdaptProgress) -> None:
+        nonlocal written
+        now = time.monotonic()
+        measured = progress.step % EVAL_EVERY == 0
+        if measured or progress.step == progress.steps or now - written >= interval:
+            files.write_text(path, json.dumps(progress.to_json()) + "\n")
+            written = now
+
+    return write
+
+
 def _trainable(model, part: str) -> None:
     """Freezes the window and LSTM-1 for part "upper"; everything trains for "all"."""
     model.window_cell.trainable = part == "all"
@@ -95,6 +139,7 @@ def adapt(
     source: str = "",
     log=print,
     verbose: int = 1,
+    progress=None,
 ) -> AdaptResult:
     """Fine-tunes the model in `model_dir` on a writer's `lines`; writes `out_dir`.
 
@@ -108,6 +153,8 @@ def adapt(
         seed: fixes the order of nothing random but Keras' state (reproducible updates).
         source: where the lines come from, for messages.
         log: prints one line; verbose: 1 for a progress bar, 0 for none.
+        progress: None, or called with an `AdaptProgress` before the first step and after
+            each (`progress_file` makes one that writes a file).
 
     Raises:
         SampleError: too few or malformed lines, a bad argument, an unusable model or
@@ -156,6 +203,25 @@ def adapt(
     )
     bar = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=["held_out"])
     reason = f"reached {steps} steps"
+    latest, loss = before, None
+
+    def report() -> None:
+        if progress is not None:
+            progress(
+                AdaptProgress(
+                    step=step,
+                    steps=steps,
+                    loss=loss,
+                    held_out=latest,
+                    held_out_before=before,
+                    best_held_out=best,
+                    best_step=best_step,
+                    seconds=time.monotonic() - started,
+                    budget_seconds=60.0 * minutes,
+                )
+            )
+
+    report()
     while step < steps:
         logs = model.train_on_batch(inputs, targets, sample_weight=weight, return_dict=True)
         step += 1
@@ -163,15 +229,17 @@ def adapt(
             raise SampleError(
                 f"step {step}: the loss is {float(logs['loss'])}; lower the learning rate"
             )
-        values = [("nats_per_point", float(logs["nats_per_point"]))]
+        loss = float(logs["nats_per_point"])
+        values = [("nats_per_point", loss)]
         if step % EVAL_EVERY == 0:
-            figure = held_out_nll()
-            values.append(("held_out", figure))
-            if figure < best:
-                best, best_weights, best_step, wait = figure, model.get_weights(), step, 0
+            latest = held_out_nll()
+            values.append(("held_out", latest))
+            if latest < best:
+                best, best_weights, best_step, wait = latest, model.get_weights(), step, 0
             else:
                 wait += 1
         bar.update(step, values)
+        report()
         if wait >= PATIENCE:
             reason = f"stopped early: the held-out lines got no better in {PATIENCE} checks"
             break

@@ -11,7 +11,9 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
+import threading
 
 from handwriting import adapt as adapt_lib
 from handwriting import files, rundir, sample
@@ -190,14 +192,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="what moves: the whole network, or the upper LSTMs and the head (default all)",
     )
     adapt.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    adapt.add_argument(
+        "--progress",
+        metavar="FILE",
+        help="write the progress as JSON to FILE (replaced atomically) for another program",
+    )
     serve = commands.add_parser(
         "serve",
         help="the browser page: write in your own hand, generated in the browser",
         description="Serves the browser page (web/) and the model exported for it (exported "
         "once and cached: beside the model, or in the user's cache folder when the model's "
-        "folder cannot hold it). Everything the page loads comes from this server.",
+        "folder cannot hold it). Everything the page loads comes from this server. The page's "
+        '"Make it my hand" adapts the model to lines written on its pad (python -m handwriting '
+        "adapt, then python -m export, in the background) and writes the result into --work.",
     )
     _add_model_argument(serve)
+    serve.add_argument(
+        "--work",
+        metavar="DIR",
+        help="the folder of the models adapted in the page, one folder each with its export "
+        "and zip (default: $XDG_CACHE_HOME/handwriting/adapted, else "
+        "~/.cache/handwriting/adapted)",
+    )
+    serve.add_argument(
+        "--adapt-minutes",
+        type=float,
+        default=adapt_lib.DEFAULT_MINUTES,
+        help=f"time budget of an adaptation in the page (default {adapt_lib.DEFAULT_MINUTES:g})",
+    )
     serve.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any)")
     serve.add_argument(
         "--host",
@@ -378,12 +400,21 @@ def _nll(args, parser) -> int:
 def _serve(args, parser) -> int:
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be in [0, 65535], received {args.port}")
+    if not (math.isfinite(args.adapt_minutes) and args.adapt_minutes > 0):
+        parser.error(f"--adapt-minutes must be > 0, received {args.adapt_minutes}")
     from handwriting import serve
+    from handwriting.adapt_jobs import AdaptSettings
 
     try:
         serve.check_web_dir()
         export_dir = serve.ensure_export(args.model)
-        server = serve.make_server(export_dir, host=args.host, port=args.port)
+        server = serve.make_server(
+            export_dir,
+            host=args.host,
+            port=args.port,
+            work_dir=args.work,
+            adapt_settings=AdaptSettings(minutes=args.adapt_minutes),
+        )
     except serve.ServeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -391,7 +422,11 @@ def _serve(args, parser) -> int:
         print(f"error: --host {args.host} --port {args.port}: {e.strerror or e}", file=sys.stderr)
         return 2
     print(f"serving the page on {serve.url_of(server)} (model: {export_dir}); Ctrl-C stops")
+    print(f'models adapted in the page ("Make it my hand") go to {server.jobs.work_dir} (--work)')
     sys.stdout.flush()
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM ends the server as Ctrl-C does: a running adaptation is stopped with it.
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
         server.serve_forever()
     finally:
@@ -402,6 +437,8 @@ def _serve(args, parser) -> int:
 def _adapt(args) -> int:
     from handwriting.strokes import load_lines
 
+    if args.progress and files.output_problem(args.progress):
+        raise SampleError(f"--progress: {files.output_problem(args.progress)}")
     adapt_lib.adapt(
         args.model,
         load_lines(args.lines),
@@ -412,6 +449,7 @@ def _adapt(args) -> int:
         part=args.part,
         seed=args.seed,
         source=args.lines,
+        progress=adapt_lib.progress_file(args.progress) if args.progress else None,
     )
     return 0
 

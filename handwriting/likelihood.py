@@ -24,7 +24,7 @@ import tensorflow as tf
 from handwriting import mixture
 from handwriting.errors import SampleError
 from handwriting.sample import normalize
-from handwriting.strokes import Prime, check_prime
+from handwriting.strokes import MIN_LINE_POINTS, Prime, check_prime
 from handwriting.text import check_text
 
 
@@ -89,8 +89,9 @@ def check_lines(synth, lines, *, source: str = "") -> list:
     """Checks lines of handwriting with their texts; returns `[(text, (N, 3) float32), ...]`.
 
     Raises:
-        SampleError: a line has no text, text outside the model's alphabet, fewer than 3
-            points, or non-finite values; the message names the line (and `source`).
+        SampleError: a line has no text, text outside the model's alphabet, fewer than
+            `MIN_LINE_POINTS` points, or non-finite values; the message names the line (and
+            `source`).
     """
     out = []
     for number, (text, strokes) in enumerate(lines, start=1):
@@ -99,8 +100,10 @@ def check_lines(synth, lines, *, source: str = "") -> list:
             raise SampleError(f"{where}: no text; the likelihood is of handwriting given its text")
         check_text(text, synth.alphabet, what=where)
         strokes = np.asarray(strokes, np.float32)
-        if strokes.ndim != 2 or strokes.shape[1] != 3 or len(strokes) < 3:
-            raise SampleError(f"{where}: strokes must be (N, 3) with N >= 3, got {strokes.shape}")
+        if strokes.ndim != 2 or strokes.shape[1] != 3 or len(strokes) < MIN_LINE_POINTS:
+            raise SampleError(
+                f"{where}: strokes must be (N, 3) with N >= {MIN_LINE_POINTS}, got {strokes.shape}"
+            )
         if not np.isfinite(strokes).all():
             raise SampleError(f"{where}: strokes hold NaN or infinite values")
         out.append((text, strokes))
@@ -147,8 +150,8 @@ def line_likelihoods(synth, lines, prime: Prime | None = None, *, source: str = 
         A list of `LineLikelihood`, one per line.
 
     Raises:
-        SampleError: a line has no text, text outside the model's alphabet, fewer than 3
-            points, or non-finite values.
+        SampleError: a line has no text, text outside the model's alphabet, fewer than
+            `MIN_LINE_POINTS` points, or non-finite values.
     """
     if prime is not None:
         prime = check_prime(prime)

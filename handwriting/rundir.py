@@ -41,6 +41,8 @@ DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "as
 MODEL_FILENAME = "model.keras"
 # Optional file of a model directory with named style primes (`sample.load_styles`).
 STYLES_FILENAME = "styles.json"
+# The record of an adapted model (`handwriting.adapt`): lines, steps, held-out figures.
+ADAPT_FILENAME = "adapt.json"
 CHECKPOINT_DIR = "checkpoint"
 # Inside checkpoint/: the training state (`TrainingState`), and the files of the checkpoint of
 # step N that it names: the network and optimiser (`Model.save_weights`), and the prefix of

@@ -31,6 +31,9 @@ MAX_PRIME_POINTS = 4000
 MAX_PRIME_BYTES = 64 * 1024 * 1024
 # Largest stroke JSON of many lines `load_lines` reads (a few hundred lines take a few MiB).
 MAX_LINES_BYTES = 256 * 1024 * 1024
+# Fewest points of a line whose likelihood is measured (`handwriting.likelihood`), and so of
+# a line adapting learns from: the origin and two offsets, one of them scored.
+MIN_LINE_POINTS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,16 +183,20 @@ def load_lines(path) -> list:
         SampleError: the file is missing or malformed; the message names the line.
     """
     path = os.fspath(path)
-    data = _read(path, MAX_LINES_BYTES, "split the lines over several files")
+    return parse_lines(_read(path, MAX_LINES_BYTES, "split the lines over several files"), path)
+
+
+def parse_lines(data: bytes, where: str) -> list:
+    """`load_lines` of the content of a stroke JSON (`where` names it in the errors)."""
     try:
-        obj = files.parse_json(data, path)
+        obj = files.parse_json(data, where)
     except files.JSONFileError as e:
         raise SampleError(str(e)) from None
     lines = obj.get("lines") if isinstance(obj, dict) else None
     if not isinstance(lines, list) or not lines:
-        raise SampleError(f'{path}: expected {{"lines": [{{"text", "strokes"}}, ...]}}')
+        raise SampleError(f'{where}: expected {{"lines": [{{"text", "strokes"}}, ...]}}')
     out = []
     for number, line in enumerate(lines, start=1):
-        strokes, text = _line_from_json(line, f"{path}: line {number}")
+        strokes, text = _line_from_json(line, f"{where}: line {number}")
         out.append((text, strokes))
     return out

@@ -63,6 +63,8 @@ def test_adapting_lowers_the_held_out_nll_and_writes_a_model_directory(model_dir
             "60",
             "--learning-rate",
             "0.01",
+            "--progress",
+            str(tmp_path / "progress.json"),
         ]
     )
     logged = capsys.readouterr()
@@ -71,6 +73,11 @@ def test_adapting_lowers_the_held_out_nll_and_writes_a_model_directory(model_dir
     record = json.loads((out / adapt.ADAPT_FILENAME).read_text())
     assert (record["lines"], record["held_out"]) == (5, 1)
     assert record["held_out_after"] < record["held_out_before"] - 0.2
+    # --progress: the last step's progress, for a program following it (the page's server).
+    progress = json.loads((tmp_path / "progress.json").read_text())
+    assert progress["step"] == progress["steps"] == record["steps"] == 60
+    assert progress["best_held_out"] == pytest.approx(record["held_out_after"])
+    assert progress["held_out_before"] == pytest.approx(record["held_out_before"])
     # The figure recorded is what `nll` says of the held-out line under each model.
     held_path = write_lines(tmp_path / "held.json", load_lines(lines_path)[-1:])
     for model, key in ((model_dir, "held_out_before"), (str(out), "held_out_after")):
@@ -99,6 +106,7 @@ def test_adapting_lowers_the_held_out_nll_and_writes_a_model_directory(model_dir
 def test_upper_part_leaves_the_window_as_trained(model_dir, tmp_path):
     before = sample.load(model_dir).model.window_cell.get_weights()
     out = tmp_path / "upper"
+    reports = []
     result = adapt.adapt(
         model_dir,
         writer_lines(3),
@@ -108,8 +116,15 @@ def test_upper_part_leaves_the_window_as_trained(model_dir, tmp_path):
         part="upper",
         log=lambda *a: None,
         verbose=0,
+        progress=reports.append,
     )
     assert result.part == "upper" and result.held_out == 1
+    # The progress callback: before the first step, then after each.
+    assert [r.step for r in reports] == list(range(11))
+    assert reports[0].loss is None and all(r.loss > 0 for r in reports[1:])
+    assert {r.held_out for r in reports[:10]} == {result.held_out_before}  # measured at 10
+    assert reports[-1].best_held_out == result.held_out_after
+    assert reports[-1].budget_seconds == 60.0 * adapt.DEFAULT_MINUTES
     adapted = sample.load(str(out)).model
     for old, new in zip(before, adapted.window_cell.get_weights(), strict=True):
         np.testing.assert_array_equal(old, new)

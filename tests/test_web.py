@@ -4,25 +4,29 @@ Playwright drives Debian's `chromium` (`make browser` installs it; `make web` in
 LiteRT.js). The page runs a tiny random-weight network exported with the project's exporter;
 what it writes is held against the LiteRT runner (`export/litert_runner.py`) and, with a
 prime, against the library's sampler (`handwriting.sample.generate`), for the same seed.
+"Make it my hand" runs a real adaptation (a few steps) on the server, in a child process.
 """
 
+import contextlib
 import http.client
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
 import xml.etree.ElementTree as ET
+import zipfile
 
 import numpy as np
 import pytest
 from model_fixtures import write_tiny_model
 
 from export import litert_runner
-from handwriting import rundir, sample, serve
-from handwriting.strokes import load_prime
+from handwriting import adapt_jobs, cli, rundir, sample, serve
+from handwriting.strokes import STROKES_FORMAT, load_prime
 from handwriting.styles import load_styles
 from handwriting.text import wrap
 
@@ -38,6 +42,10 @@ HARMLESS_CONSOLE = re.compile(
     r"|^Failed to create default WebGPU device: Error: No GPU adapter found"
 )
 TIMEOUT_MS = 120_000  # generous: the machine is shared with training runs
+# A few steps of adaptation, enough to move a tiny random network (tests/test_adapt.py).
+TINY_ADAPT = adapt_jobs.AdaptSettings(minutes=1.0, steps=20, learning_rate=0.01)
+# Chromium's line for a request the server refused, when the page asks for it on purpose.
+REFUSED_REQUEST = "Failed to load resource: the server responded with a status of 400"
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +62,24 @@ def exported(tmp_path_factory):
     return str(model_dir), out
 
 
-@pytest.fixture(scope="module")
-def server(exported):
-    serve.check_web_dir()  # names `make web` when LiteRT.js is missing
-    httpd = serve.make_server(exported[1], port=0, quiet=True)
+@contextlib.contextmanager
+def running_server(export_dir, **options):
+    """A started `serve.make_server` on a free port: `(url, server)`; shut down after."""
+    httpd = serve.make_server(export_dir, port=0, quiet=True, **options)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield serve.url_of(httpd)
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield serve.url_of(httpd), httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def server(exported, tmp_path_factory):
+    serve.check_web_dir()  # names `make web` when LiteRT.js is missing
+    with running_server(exported[1], work_dir=tmp_path_factory.mktemp("work")) as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -167,8 +184,9 @@ def test_written_strokes_match_the_python_runner(page, exported):
     assert page.errors == []
 
 
-def draw_line(page):
-    """Writes two strokes on the pad with the mouse (pointer events): a wave and a bar."""
+def draw_line(page, wave=0):
+    """Writes two strokes on the pad with the mouse (pointer events): a wave and a bar; `wave`
+    makes the wave another."""
     page.locator("#pad").scroll_into_view_if_needed()
     box = page.locator("#pad").bounding_box()
     left, top, height = box["x"], box["y"], box["height"]
@@ -176,7 +194,7 @@ def draw_line(page):
     page.mouse.down()
     for i in range(1, 60):
         x = left + 20 + 4 * i
-        y = top + (0.55 + 0.2 * np.sin(i / 4)) * height
+        y = top + (0.55 + (0.2 - 0.02 * wave) * np.sin(i / (4 + wave))) * height
         page.mouse.move(x, y)
     page.mouse.up()
     page.mouse.move(left + 40, top + 0.3 * height)
@@ -340,14 +358,14 @@ def test_wrapping_is_the_command_lines(page):
     assert got == [wrap(text, width) for text, width in cases]
 
 
-def get(url, path, method="GET"):
+def get(url, path, method="GET", body=None, headers=None):
     host, port = url.split("//")[1].rstrip("/").rsplit(":", 1)
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
-    connection.request(method, path)
+    connection.request(method, path, body=body, headers=headers or {})
     response = connection.getresponse()
-    body = response.read()
+    data = response.read()
     connection.close()
-    return response.status, dict(response.getheaders()), body
+    return response.status, dict(response.getheaders()), data
 
 
 def test_the_server_refuses_paths_outside_its_folder(server, exported, tmp_path):
@@ -398,8 +416,10 @@ def test_serve_binds_to_loopback_by_default_and_reuses_its_cache(exported, tmp_p
     from handwriting.cli import build_parser
 
     assert build_parser().parse_args(["serve"]).host == "127.0.0.1"
+    work = tmp_path / "work"
+    command = [sys.executable, "-m", "handwriting", "serve", "--model", out, "--port", "0"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "handwriting", "serve", "--model", out, "--port", "0"],
+        [*command, "--work", str(work)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -408,9 +428,19 @@ def test_serve_binds_to_loopback_by_default_and_reuses_its_cache(exported, tmp_p
         line = process.stdout.readline()
         match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
         assert match, line + process.stderr.read() if process.poll() is not None else line
+        assert f"go to {work} (--work)" in process.stdout.readline()  # said where
         port = int(match.group(1))
         assert listening_addresses(port) == ["127.0.0.1"]
         assert get(f"http://127.0.0.1:{port}/", "/")[0] == 200
+        # Another site's name made to point at 127.0.0.1 (DNS rebinding) is refused.
+        for method in ("GET", "POST"):
+            status, _, body = get(
+                f"http://127.0.0.1:{port}/", "/api/adapt", method, b"{}", {"Host": "evil.test"}
+            )
+            assert status == 421 and b"evil.test" in body
+        assert (
+            get(f"http://127.0.0.1:{port}/", "/", headers={"Host": f"localhost:{port}"})[0] == 200
+        )
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -433,3 +463,190 @@ def listening_addresses(port):
                     else:
                         found.append(address)
     return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Make it my hand
+
+
+def stroke_lines(texts, seed=0):
+    """The stroke JSON of made-up lines with `texts`: a wobbly walk of 40 points each."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for text in texts:
+        strokes = np.zeros((40, 3))
+        strokes[1:, 0] = rng.normal(1.0, 0.5, 39)
+        strokes[1:, 1] = rng.normal(0.0, 2.0, 39)
+        strokes[[19, 39], 2] = 1
+        lines.append({"text": text, "strokes": strokes.round(4).tolist()})
+    return json.dumps({"format": STROKES_FORMAT, "version": 1, "lines": lines}).encode()
+
+
+def post(url, body, content_type="application/json"):
+    status, _, data = get(url, "/api/adapt", "POST", body, {"Content-Type": content_type})
+    return status, json.loads(data)
+
+
+def raw_request(url, request: bytes) -> bytes:
+    """Sends `request` as it is and returns all the server answers before it closes."""
+    host, port = url.split("//")[1].rstrip("/").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(1 << 16):
+            answer += chunk
+    return answer
+
+
+def test_adapt_requests_are_checked_and_one_job_runs_at_a_time(exported, tmp_path):
+    work = tmp_path / "work"
+    with running_server(exported[1], work_dir=work, adapt_settings=TINY_ADAPT) as (url, httpd):
+        status, headers, data = get(url, "/api/adapt")
+        limits = json.loads(data)
+        assert status == 200 and headers["Content-Type"] == "application/json"
+        assert limits["min_lines"] == adapt_jobs.MIN_PAGE_LINES == 5
+        assert limits["state"] == "idle" and limits["work_dir"] == str(work)
+        models = json.loads(get(url, "/api/models")[2])["models"]
+        assert [m["id"] for m in models] == ["base"]
+        assert models[0]["fingerprint"] == serve.sampler_fingerprint(exported[1])
+        texts = ["abc", "def", "ghi", "jkl", "mno"]
+        # Bad requests: a 400 (411, 413, 415) with a JSON error that says what is wrong.
+        for body, content_type, code, message in [
+            (stroke_lines(texts[:4]), "application/json", 400, "4 line(s); making your hand "),
+            (b'{"lines": [', "application/json", 400, "not valid JSON: line 1"),
+            (b"[1, 2]", "application/json", 400, 'expected {"lines": '),
+            (stroke_lines(["abc", "na\u00efve", *texts[2:]]), "application/json", 400, "line 2"),
+            (stroke_lines(texts).replace(b'"abc"', b"null"), "application/json", 400, "no text"),
+            (stroke_lines(texts * 11), "application/json", 400, "at most 50"),
+            (stroke_lines(texts), "text/plain", 415, "application/json"),
+        ]:
+            status, answer = post(url, body, content_type)
+            assert status == code and message in answer["error"], (message, answer)
+        short = json.loads(stroke_lines(texts))
+        short["lines"][3]["strokes"] = short["lines"][3]["strokes"][:2]
+        assert post(url, json.dumps(short).encode())[1]["error"].startswith(
+            "the lines sent: line 4: 2 points; a line has 3 to 4000"
+        )
+        # Too large: refused unread (a claimed 10 GB) or read and dropped (9 MiB), and the
+        # server goes on.
+        claim = b"POST /api/adapt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        answer = raw_request(url, claim + b"Content-Length: 10000000000\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.0 413") and b"at most 8 MiB" in answer
+        status, error = post(url, b" " * (9 << 20))
+        assert status == 413 and "9,437,184 bytes" in error["error"]
+        answer = raw_request(url, claim + b"Transfer-Encoding: chunked\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.0 411")
+        assert get(url, "/api/adapt")[0] == 200
+        assert get(url, "/api/models", "POST")[0] == 405
+        assert get(url, "/api/nothing")[0] == 404
+        assert get(url, "/api/my-hand.zip")[0] == 404  # no personal model yet
+        assert get(url, "/my-model/sampler.json")[0] == 404
+        assert get(url, "/api/adapt", "DELETE")[0] == 409  # nothing to stop
+        assert not work.exists()  # nothing was started
+
+        # One job at a time; a second is refused while it runs, and it can be stopped.
+        status, started = post(url, stroke_lines(texts))
+        assert status == 202 and started["state"] == "adapting" and started["lines"] == 5
+        folder = started["folder"]
+        assert os.path.dirname(folder) == str(work) and os.path.isfile(f"{folder}/lines.json")
+        status, error = post(url, stroke_lines(texts))
+        assert status == 409 and "already running" in error["error"]
+        status, _, data = get(url, "/api/adapt", "DELETE")
+        assert status == 200 and json.loads(data)["state"] == "cancelled"
+        assert os.listdir(work) == []  # the stopped job's folder is removed
+        # A job running when the server shuts down is stopped with it.
+        status, started = post(url, stroke_lines(texts))
+        assert status == 202
+    assert os.listdir(work) == [] and httpd.jobs.status()["state"] == "cancelled"
+    # Adapted models never go into the package's folder or the page's.
+    for inside in (rundir.DEFAULT_MODEL_DIR, os.path.join(serve.WEB_DIR, "mine")):
+        with pytest.raises(serve.ServeError, match="adapted models go elsewhere"):
+            serve.make_server(exported[1], port=0, work_dir=inside)
+
+
+def test_make_it_my_hand_adapts_and_the_page_writes_with_the_personal_model(
+    browser, exported, tmp_path
+):
+    work = tmp_path / "work"
+    with running_server(exported[1], work_dir=work, adapt_settings=TINY_ADAPT) as (url, _):
+        page = OpenPage(browser, url)
+        try:
+            check_making_my_hand(page, url, exported, tmp_path)
+        finally:
+            page.close()
+
+
+def check_making_my_hand(page, url, exported, tmp_path):
+    p = page.page
+    base = p.evaluate("handwritingPage.model")
+    assert base["id"] == "base" and p.input_value("#model") == "base"
+    page.write("in my hand", bias=0.5, seed=4)
+    base_strokes = page.strokes_json()["lines"][0]["strokes"]
+    # Lines written on the pad, each with its text; the button waits for the fifth.
+    texts = ["mw", "wave", "ink", "hello", "abc"]
+    for number, text in enumerate(texts[:4]):
+        draw_line(p, wave=number)
+        p.fill("#pad-text", text)
+        p.click("#add-line")
+        assert p.input_value("#pad-text") == "" and p.is_disabled("#adapt")
+    assert p.inner_text("#hand-message").startswith("4 of 5 lines: write 1 more")
+    assert p.locator("#my-lines li").count() == 4
+    # A line the server refuses (put in past the page's own checks): its error is shown.
+    p.evaluate(
+        """() => {
+            const hand = handwritingPage.hand;
+            hand.lines.push({text: "na\u00efve", strokes: hand.lines[0].strokes});
+            hand.show();
+        }"""
+    )
+    p.click("#adapt")
+    p.wait_for_selector("#hand-message:has-text('Not started')")
+    message = p.inner_text("#hand-message")
+    assert "line 5 holds characters outside the model's alphabet" in message
+    p.click("#my-lines li:nth-child(5) button.remove")
+    draw_line(p, wave=4)
+    p.fill("#pad-text", texts[4])
+    p.click("#add-line")
+    assert p.is_enabled("#adapt")
+
+    p.click("#adapt")
+    p.wait_for_selector("#hand[data-state=done], #hand[data-state=failed]", timeout=TIMEOUT_MS)
+    assert p.get_attribute("#hand", "data-state") == "done", p.inner_text("#hand-message")
+    # Its progress was followed: adapting (steps, held-out figures), exporting, done.
+    assert p.evaluate("handwritingPage.hand.seen") == ["adapting", "exporting", "done"]
+    status = json.loads(get(url, "/api/adapt")[2])
+    assert status["step"] == status["steps"] == TINY_ADAPT.steps and status["error"] is None
+    assert status["best_held_out"] < status["held_out_before"]
+    assert "your held-out line" in p.inner_text("#hand-message")
+    # The page now writes with the personal model: another network, the person's styles.
+    p.wait_for_selector("body[data-model=mine][data-state=ready]", timeout=TIMEOUT_MS)
+    mine = p.evaluate("handwritingPage.model")
+    assert mine["fingerprint"] and mine["fingerprint"] != base["fingerprint"]
+    assert mine["fingerprint"] == serve.sampler_fingerprint(mine["folder"])
+    assert os.path.commonpath([mine["folder"], status["folder"]]) == status["folder"]
+    assert p.input_value("#model") == "mine"
+    labels = p.locator("#style-list button.style span").all_inner_texts()
+    assert labels == ["The model's own", *texts]
+    page.write("in my hand", bias=0.5, seed=4)
+    mine_strokes = page.strokes_json()["lines"][0]["strokes"]
+    assert np.shape(mine_strokes) != np.shape(base_strokes) or not np.allclose(
+        mine_strokes, base_strokes
+    )
+    # The zip: a model folder for the LiteRT runner (the page's strokes) and the command line.
+    page.download("#download-hand").save_as(tmp_path / "my-hand.zip")
+    with zipfile.ZipFile(tmp_path / "my-hand.zip") as archive:
+        archive.extractall(tmp_path / "unzipped")
+    folder = tmp_path / "unzipped" / adapt_jobs.ZIP_FOLDER
+    for name in ("sampler_float32.tflite", "model.keras", "styles.json", "adapt.json"):
+        assert (folder / name).is_file(), name
+    expected = litert_runner.Sampler(str(folder)).write_lines(["in my hand"], 0.5, 4)[0][0]
+    np.testing.assert_allclose(np.asarray(mine_strokes, np.float32), expected, atol=1e-3, rtol=0)
+    svg = tmp_path / "mine.svg"
+    assert cli.main(["write", "mw", "-o", str(svg), "--model", str(folder)]) == 0
+    assert svg.read_text().startswith("<svg")
+    # The base model stays: chosen again, it writes what it wrote.
+    p.select_option("#model", "base")
+    p.wait_for_selector("body[data-model=base][data-state=ready]", timeout=TIMEOUT_MS)
+    page.write("in my hand", bias=0.5, seed=4)
+    assert page.strokes_json()["lines"][0]["strokes"] == base_strokes
+    assert [e for e in page.errors if REFUSED_REQUEST not in e] == []

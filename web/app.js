@@ -2,8 +2,11 @@
 //
 // The sampler runs in worker.js (LiteRT.js in a Web Worker); this module checks what the
 // person typed (text.js), turns a line written on the pad or loaded from a file into a prime
-// (pad.js, strokes.js), shows the points as they come and saves the result.
+// (pad.js, strokes.js), shows the points as they come and saves the result. The model is the
+// server's base model or, once "Make it my hand" (hand.js) has made it, the personal one: a
+// new worker loads the model chosen.
 
+import { MODELS_URL, MyHand, requestJson } from "./hand.js";
 import { Pad } from "./pad.js";
 import {
   dataScale,
@@ -18,7 +21,8 @@ import {
 } from "./strokes.js";
 import { describe, findProblems, textError, wrap } from "./text.js";
 
-const MODEL_URL = new URL("model/", window.location.href).href;
+// The models when the server lists none (a static host): the export in model/.
+const BASE_MODELS = [{ id: "base", label: "Base model", url: "model/", fingerprint: null }];
 // Shipped styles shown as thumbnails.
 const MAX_THUMBNAILS = 6;
 // PNG: pixels per line of handwriting (the command line's default --height).
@@ -27,6 +31,9 @@ const SEED_LIMIT = 2 ** 32;
 
 const $ = (id) => document.getElementById(id);
 const page = {
+  models: BASE_MODELS, // what the model list offers: {id, label, url, fingerprint}
+  model: null, // the one loaded or loading
+  modelUrl: null, // its absolute URL
   meta: null,
   textLength: null,
   scale: null, // dataScale(): the data's line height and step between points
@@ -41,15 +48,14 @@ const page = {
 };
 window.handwritingPage = page; // for the browser tests and the curious
 
-const worker = new Worker("worker.js");
-worker.onmessage = (event) => onWorkerMessage(event.data);
-worker.onerror = (event) => fail(`the sampler's worker failed: ${event.message}`);
+let worker = null;
 
 function setState(state, message) {
   document.body.dataset.state = state;
   if (message !== undefined) $("status").textContent = message;
   const writing = state === "writing";
   $("stop").disabled = !writing;
+  $("model").disabled = state === "loading";
   refreshWriteButton();
 }
 
@@ -83,11 +89,66 @@ async function start() {
     $("text-marks").scrollTop = $("text").scrollTop;
   });
   $("pad-text").addEventListener("input", () => updatePadMessage());
-  worker.postMessage({ type: "load", modelUrl: MODEL_URL });
+  $("model").onchange = () => loadModel($("model").value);
+  page.hand = new MyHand({
+    padLine,
+    clearPad: () => {
+      pad.clear();
+      $("pad-text").value = "";
+    },
+    lineHeight: () => page.scale?.lineHeight ?? 1,
+    onReady: async () => {
+      await listModels();
+      loadModel("mine");
+    },
+  });
+  await listModels();
+  loadModel("base");
+  await page.hand.start();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The models: the base model and the personal one
+
+// The server's list of models (none on a static host: the export in model/ only).
+async function listModels() {
+  try {
+    const answer = await requestJson(MODELS_URL);
+    if (answer.ok && Array.isArray(answer.body?.models)) page.models = answer.body.models;
+  } catch {
+    page.models = BASE_MODELS;
+  }
+  const choice = $("model");
+  choice.replaceChildren();
+  for (const model of page.models) {
+    const option = document.createElement("option");
+    option.value = model.id;
+    option.textContent = model.label;
+    choice.append(option);
+  }
+  if (page.model) choice.value = page.model.id;
+  $("model-choice").hidden = page.models === BASE_MODELS;
+}
+
+// Loads model `id` in a new worker (the old one, and its wasm memory, go).
+function loadModel(id) {
+  const model = page.models.find((m) => m.id === id) || page.models[0];
+  if (worker) worker.terminate();
+  page.job += 1; // whatever the old worker was writing is gone
+  page.model = model;
+  page.modelUrl = new URL(model.url, window.location.href).href;
+  document.body.dataset.model = model.id;
+  page.meta = null;
+  $("model").value = model.id;
+  setState("loading", `Loading the model (${model.label}) and warming it up…`);
+  worker = new Worker("worker.js");
+  worker.onmessage = (event) => onWorkerMessage(event.data);
+  worker.onerror = (event) => fail(`the sampler's worker failed: ${event.message}`);
+  worker.postMessage({ type: "load", modelUrl: page.modelUrl });
 }
 
 async function loadStyles() {
-  const response = await fetch(new URL("styles.json", MODEL_URL));
+  const response = await fetch(new URL("styles.json", page.modelUrl));
   if (!response.ok) return []; // a model without styles: the pad and files still work
   const obj = await response.json();
   return (obj.lines || []).map((line) => ({
@@ -98,19 +159,24 @@ async function loadStyles() {
 }
 
 async function onReady({ meta, textLength, loadSeconds }) {
-  page.meta = meta;
-  page.textLength = textLength;
+  const model = page.model;
+  let styles = [];
   try {
-    page.styles = await loadStyles();
+    styles = await loadStyles();
   } catch (error) {
-    page.styles = [];
     $("pad-message").textContent = `The model's styles.json could not be read (${error.message}).`;
   }
+  if (model !== page.model) return; // another model was chosen meanwhile
+  page.meta = meta;
+  page.textLength = textLength;
+  page.styles = styles;
   page.scale = dataScale(page.styles, meta.normalization);
+  if (page.style && page.style.key !== "mine") page.style = null; // the other model's style
   renderStyleList();
+  page.hand.show();
   setState(
     "ready",
-    `Ready (the model loaded in ${loadSeconds.toFixed(1)} s). Type, then press Write.`,
+    `Ready (${model.label}, loaded in ${loadSeconds.toFixed(1)} s). Type, then press Write.`,
   );
   checkInputs();
 }
