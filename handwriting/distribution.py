@@ -4,11 +4,25 @@ Every replica (and every worker of a multi-worker cluster) is given the whole ba
 its own share of the lines: equal shares in replica order. Every worker therefore reads the
 same data stream and holds its iterator in the same state, so one checkpoint of it, the
 chief's, restores them all.
+
+A cluster (`multi_worker`) is one program run on every worker, each with its own `TF_CONFIG`.
+Only the chief writes files; every worker reads the run directory when it starts (the
+configuration, the checkpoint to resume from), so all must see the chief's: a shared folder,
+or a copy of it. `every_replica` lets `handwriting.training` check that they start alike.
+A worker that dies stops the others: TensorFlow's coordination service misses its heartbeats
+(or its connection is reset) and aborts every collective op of the survivors with one of
+`WORKER_LOST_ERRORS`. A cluster cannot go on with fewer workers; it is started again.
 """
 
+import numpy as np
 import tensorflow as tf
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+# What a collective op raises on the workers left when one of the cluster dies: "Collective ops
+# is aborted by: ... tasks are unhealthy (stopped sending heartbeats)" or "... Connection reset
+# by peer" (Unavailable, both seen); a peer that does not answer in time (DeadlineExceeded,
+# which TensorFlow's own health check of the peers also reads as a peer down).
+WORKER_LOST_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError)
 
 
 def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
@@ -24,18 +38,20 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """
     if name not in STRATEGIES:
         raise ValueError(f"`strategy` must be one of {STRATEGIES}, received {name!r}")
+    if name == "multi_worker":
+        # First: it configures collective ops, which TensorFlow accepts only before its
+        # runtime starts (listing the logical devices below starts it).
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
     if name == "auto":
         return (
             tf.distribute.MirroredStrategy(gpus) if len(gpus) > 1 else tf.distribute.get_strategy()
         )
-    if name == "one_device":
-        return tf.distribute.OneDeviceStrategy(gpus[0] if gpus else "/cpu:0")
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(
             gpus or [d.name for d in tf.config.list_logical_devices("CPU")]
         )
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.OneDeviceStrategy(gpus[0] if gpus else "/cpu:0")
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -45,6 +61,27 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         return True
     cluster = resolver.cluster_spec().as_dict()
     return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in cluster
+
+
+def worker_count(strategy: tf.distribute.Strategy) -> int:
+    """The worker processes of `strategy`'s cluster, its chief included; 1 without a cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return 1
+    cluster = resolver.cluster_spec().as_dict()
+    return max(1, len(cluster.get("chief", ())) + len(cluster.get("worker", ())))
+
+
+def every_replica(strategy: tf.distribute.Strategy, values) -> np.ndarray:
+    """`values` as every replica of the cluster holds them: `[replicas, n]`, in replica order.
+
+    Each worker gives its own `values` (n numbers, the same n on every worker), held by each of
+    its replicas. A collective op of the whole cluster, so also a barrier: every worker calls it
+    at the same point of the program, and it returns when all have.
+    """
+    local = tf.constant(values, tf.float64)[None]  # [1, n]
+    gather = tf.function(lambda: strategy.gather(strategy.run(tf.identity, (local,)), axis=0))
+    return gather().numpy()
 
 
 def replica_share(batch):

@@ -16,12 +16,22 @@ every `train.checkpoint_every_steps` steps and after every validation) holds the
 the optimiser's slots and step counter, the iterator's state, the training time and the
 early-stopping count; a resumed run restores them all, so it draws the batch the killed run
 would have drawn next and reads no batch twice. No checkpoint holds NaN or infinite weights.
+
+A cluster (`--strategy multi_worker`, `handwriting.distribution`). Every worker runs `train`
+on the same run directory; the chief alone writes into it. Before building the network the
+workers check that they start alike (step, configuration, data, checkpoint), since each
+restores the checkpoint it reads; a worker lost mid-run stops the others with a
+`TrainingError` that says to start them all again with --resume; and they leave `train`
+together, once the chief has written the last files.
 """
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
+import re
 import time
 
 import keras
@@ -30,7 +40,14 @@ import tensorflow as tf
 from handwriting import checkpoint, data, files, rundir
 from handwriting.config import Config, ConfigError
 from handwriting.dataset_info import DatasetInfo
-from handwriting.distribution import is_chief, make_strategy, on_every_replica
+from handwriting.distribution import (
+    WORKER_LOST_ERRORS,
+    every_replica,
+    is_chief,
+    make_strategy,
+    on_every_replica,
+    worker_count,
+)
 from handwriting.errors import TrainingError
 from handwriting.legibility import Legibility
 from handwriting.model import build_model, build_optimizer
@@ -358,79 +375,142 @@ def train(
             f"train.batch_size: must split evenly over the {replicas} replicas of the "
             f"{strategy} strategy, received {config.train.batch_size}"
         )
-    log(f"Run directory: {run_dir}")
-    log("Configuration:\n" + json.dumps(config.to_json(), indent=2, sort_keys=True))
-    keras.utils.set_random_seed(config.train.seed)
-    valid = validation_batches(config)
-    with distribution.scope():
-        model = build_model(config.model, info.alphabet.size, config.train)
-        model.compile(optimizer=build_optimizer(config.train), jit_compile=False)
-        model.optimizer.build(model.trainable_variables)  # the slots a checkpoint holds
-        if state is not None:
-            checkpoint.restore_model(model, run_dir, state)
-        elif config.train.init_from:
-            model.set_weights(rundir.initial_weights(config, info, log))
-            log(f"Starting from the weights of {config.train.init_from}")
-    # The window's alignment is scored where the data say which character each point writes;
-    # elsewhere a 0 would read as "the window learned nothing", so it is not shown at all.
-    model.scores_alignment = model.is_synthesis and _has_alignment(valid)
-    step = state.step if state is not None else 0
-    if model.is_synthesis:
-        log(describe_lines(config, step))
-    iterator = iter(training_stream(config, step))
-    if state is not None and not checkpoint.restore_iterator(iterator, run_dir, state):
-        log("The data settings changed: the training stream starts again from its beginning")
+    workers = worker_count(distribution)
+    with _worker_losses(distribution, run_dir):
+        if workers > 1:  # before any variable: a cluster of different networks cannot build
+            _check_workers_agree(distribution, config, info, state, run_dir)
+        log(f"Run directory: {run_dir}")
+        log("Configuration:\n" + json.dumps(config.to_json(), indent=2, sort_keys=True))
+        keras.utils.set_random_seed(config.train.seed)
+        valid = validation_batches(config)
+        with distribution.scope():
+            model = build_model(config.model, info.alphabet.size, config.train)
+            model.compile(optimizer=build_optimizer(config.train), jit_compile=False)
+            model.optimizer.build(model.trainable_variables)  # the slots a checkpoint holds
+            if state is not None:
+                checkpoint.restore_model(model, run_dir, state)
+            elif config.train.init_from:
+                model.set_weights(rundir.initial_weights(config, info, log))
+                log(f"Starting from the weights of {config.train.init_from}")
+        # The window's alignment is scored where the data say which character each point writes;
+        # elsewhere a 0 would read as "the window learned nothing", so it is not shown at all.
+        model.scores_alignment = model.is_synthesis and _has_alignment(valid)
+        step = state.step if state is not None else 0
+        if model.is_synthesis:
+            log(describe_lines(config, step))
         iterator = iter(training_stream(config, step))
-    chief = is_chief(distribution)
-    if chief:
-        os.makedirs(run_dir, exist_ok=True)
-        checkpoint_dir = os.path.join(run_dir, rundir.CHECKPOINT_DIR)
-        for folder in (run_dir, checkpoint_dir):
-            stale = files.remove_stale_temporaries(folder)
-            stale += checkpoint.remove_unnamed(folder, state) if folder == checkpoint_dir else []
-            if stale:
-                log(f"Removed {len(stale)} temporary file(s) a killed run left in {folder}")
-        config.save(run_dir)
-        info.save(run_dir)
+        if state is not None and not checkpoint.restore_iterator(iterator, run_dir, state):
+            log("The data settings changed: the training stream starts again from its beginning")
+            iterator = iter(training_stream(config, step))
+        chief = is_chief(distribution)
+        if chief:
+            os.makedirs(run_dir, exist_ok=True)
+            checkpoint_dir = os.path.join(run_dir, rundir.CHECKPOINT_DIR)
+            for folder in (run_dir, checkpoint_dir):
+                stale = files.remove_stale_temporaries(folder)
+                stale += (
+                    checkpoint.remove_unnamed(folder, state) if folder == checkpoint_dir else []
+                )
+                if stale:
+                    log(f"Removed {len(stale)} temporary file(s) a killed run left in {folder}")
+            config.save(run_dir)
+            info.save(run_dir)
 
-    state = state or TrainingState(0, "", "", 0.0, None, 0, 0)
-    budget = config.train.time_budget_minutes
-    limits = TrainingLimits(_planned_steps(config, info), 60.0 * budget, state.elapsed_seconds)
-    log(
-        f"Data: {info.splits['train'].lines} training lines, alphabet of "
-        f"{info.alphabet.size} ids; {replicas} replica(s) ({type(distribution).__name__}); "
-        f"{model.count_params():,} parameters"
-    )
-    log(
-        f"Training from step {state.step} to {limits.max_steps} in rounds of "
-        f"{config.train.eval_every_steps} steps"
-        + (f", time budget {budget:g} min" if budget else "")
-    )
-    synth = rundir.Synthesizer(
-        model, config, info.alphabet, tuple(info.offset_mean), tuple(info.offset_std)
-    )
-    previews = None
-    if model.is_synthesis:
-        if legibility == "auto":
-            legibility = Legibility() if config.train.sample_every_steps and chief else None
-        previews = Previews(synth, sample_texts, valid, run_dir, log, legibility)
+        state = state or TrainingState(0, "", "", 0.0, None, 0, 0)
+        budget = config.train.time_budget_minutes
+        limits = TrainingLimits(_planned_steps(config, info), 60.0 * budget, state.elapsed_seconds)
+        log(
+            f"Data: {info.splits['train'].lines} training lines, alphabet of "
+            f"{info.alphabet.size} ids; {replicas} replica(s) ({type(distribution).__name__}); "
+            f"{model.count_params():,} parameters"
+        )
+        log(
+            f"Training from step {state.step} to {limits.max_steps} in rounds of "
+            f"{config.train.eval_every_steps} steps"
+            + (f", time budget {budget:g} min" if budget else "")
+        )
+        synth = rundir.Synthesizer(
+            model, config, info.alphabet, tuple(info.offset_mean), tuple(info.offset_std)
+        )
+        previews = None
+        if model.is_synthesis:
+            if legibility == "auto":
+                legibility = Legibility() if config.train.sample_every_steps and chief else None
+            previews = Previews(synth, sample_texts, valid, run_dir, log, legibility)
 
-    loop = _Loop(model, distribution, iterator, config, run_dir, chief, previews, log)
-    verbose = 1 if verbose == "auto" else verbose
-    state, reason = loop.run(state, limits, valid, after_step, verbose)
-    log(f"Training ended at step {state.step}: {reason}.")
-    if state.best_val_loss is not None:
-        best = f"{state.best_val_loss:.2f} nats per line at step {state.best_step}"
-        log(f"Best validation loss: {best}.")
-    outputs = _final_outputs(model, run_dir, previews, log) if chief else ()
-    return TrainingResult(
-        run_dir=run_dir,
-        step=state.step,
-        stop_reason=reason,
-        best_val_loss=state.best_val_loss,
-        best_step=state.best_step,
-        history=loop.history,
-        files=outputs,
+        loop = _Loop(model, distribution, iterator, config, run_dir, chief, previews, log)
+        verbose = 1 if verbose == "auto" else verbose
+        state, reason = loop.run(state, limits, valid, after_step, verbose)
+        log(f"Training ended at step {state.step}: {reason}.")
+        if state.best_val_loss is not None:
+            best = f"{state.best_val_loss:.2f} nats per line at step {state.best_step}"
+            log(f"Best validation loss: {best}.")
+        outputs = _final_outputs(model, run_dir, previews, log) if chief else ()
+        if workers > 1:  # a barrier: a worker leaves once the chief has written the last files
+            every_replica(distribution, [state.step])
+        return TrainingResult(
+            run_dir=run_dir,
+            step=state.step,
+            stop_reason=reason,
+            best_val_loss=state.best_val_loss,
+            best_step=state.best_step,
+            history=loop.history,
+            files=outputs,
+        )
+
+
+@contextlib.contextmanager
+def _worker_losses(distribution, run_dir):
+    """Turns the error of a cluster that lost a worker (`WORKER_LOST_ERRORS`) into a
+    `TrainingError` that says how to go on."""
+    try:
+        yield
+    except WORKER_LOST_ERRORS as e:
+        if worker_count(distribution) == 1:
+            raise
+        # "{{function_node ...}} Collective ops is aborted by: <why>\n<who>\n..."
+        why = " ".join(re.sub(r"\{\{.*?\}\}\s*", "", e.message).splitlines()[:2])
+        raise TrainingError(
+            f"the cluster lost a worker, or cannot reach one ({type(e).__name__}: {why}). "
+            "The others cannot go on without it and stop too. Start every worker again with "
+            f"--resume: the run continues from its last checkpoint in {run_dir}"
+        ) from None
+
+
+def _check_workers_agree(distribution, config: Config, info: DatasetInfo, state, run_dir):
+    """Refuses to train when the workers of a cluster would start from different runs.
+
+    Each worker reads the configuration and the checkpoint from its `run_dir`: one that reads
+    another folder (its own, not the chief's) would build another network or train other
+    weights on other batches, and the gradients summed over the cluster would mean nothing.
+    Compared: the step, the configuration (but `data.dir`, a path of each machine), the data
+    (`dataset.json`: alphabet, statistics, the shards' sha256) and `state.json`.
+    """
+
+    def digest(obj) -> float:  # 48 bits of a sha256: exact in a float64
+        text = json.dumps(obj, sort_keys=True)
+        return float(int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:12], 16))
+
+    settings = config.to_json()
+    settings["data"] = {k: v for k, v in settings["data"].items() if k != "dir"}
+    mine = [
+        state.step if state else 0,
+        digest(settings),
+        digest(info.to_json()),
+        digest(state.to_json() if state else None),
+    ]
+    replicas = every_replica(distribution, mine)  # [replicas, 4]
+    workers = replicas[:: len(replicas) // worker_count(distribution)]  # [workers, 4]
+    if (workers == workers[0]).all():
+        return
+    names = ("configuration", "dataset.json", "checkpoint/state.json")
+    differ = [name for column, name in enumerate(names, 1) if len(set(workers[:, column])) > 1]
+    steps = ", ".join(str(int(s)) for s in workers[:, 0])
+    raise TrainingError(
+        f"the workers of the cluster would start from different runs: at steps {steps} (in "
+        f"TF_CONFIG's order, the chief first), with different {', '.join(differ)}. Every "
+        f"worker reads the run directory {run_dir}: give them all the chief's (a shared folder, "
+        "or a copy of it made while no worker runs), and the same --set values"
     )
 
 
