@@ -7,7 +7,7 @@ CORPUS_SRC := data/synth
 CORPUS := data/corpus
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup data train test test-fast lint format bench peer clean web browser serve bench-web fuzz kills
+.PHONY: setup data train test test-fast lint format bench peer clean web browser serve bench-web fuzz fuzz-coverage kills
 
 setup: $(STAMP)
 
@@ -53,6 +53,14 @@ FUZZ_JOBS ?= 2
 FUZZ_SEED ?= 0
 fuzz: $(STAMP)
 	$(PY) -m fuzz --cases $(FUZZ_CASES) --jobs $(FUZZ_JOBS) --seed $(FUZZ_SEED)
+
+# Coverage-guided fuzzing (RELIABILITY.md): Atheris (libFuzzer) on the readers of line XML,
+# stroke JSON, config.json and dataset.json, FUZZ_SECONDS each, one after another, guided by the
+# branches of the project's own code; failing inputs go to build/fuzz-coverage/.
+FUZZ_SECONDS ?= 60
+fuzz-coverage: $(STAMP)
+	@$(PY) -c "import atheris" 2>/dev/null || $(VENV)/bin/pip install --quiet atheris==3.0.0
+	$(PY) -m fuzz.coverage_guided --target all --seconds $(FUZZ_SECONDS)
 
 # Kills at random moments (RELIABILITY.md): `python -m data_prep` and `train.py` killed with
 # SIGKILL KILLS_PREP and KILLS_TRAIN times (also mid-shard, mid-checkpoint) and resumed; their

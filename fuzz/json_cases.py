@@ -123,6 +123,8 @@ PRIME_ATTACKS = (
 class PrimeCase:
     attack: str
     seed: int
+    # The bytes a byte attack gives, instead of `damage`'s (a coverage-guided fuzzer's input).
+    data: bytes | None = dataclasses.field(default=None, repr=False)
 
 
 def prime_cases():
@@ -190,7 +192,7 @@ def check_prime(case: PrimeCase) -> str:
         data = xml_cases.encode(xml_cases.line_text(line), "ISO-8859-1", "iso-8859-1")
         suffix, text = rng.choice([".xml", ".json", ""]), "the quick fox"
     elif attack in BYTE_ATTACKS:
-        data, want = damage(data, attack, rng), None
+        data, want = damage(data, attack, rng) if case.data is None else case.data, None
     with tempfile.TemporaryDirectory() as folder:
         path = _write(folder, "prime" + suffix, data)
         try:
@@ -246,6 +248,8 @@ CONFIG_ATTACKS += (*BYTE_ATTACKS, "top level")
 class ConfigCase:
     attack: str
     seed: int
+    # The bytes a byte attack gives, instead of `damage`'s (a coverage-guided fuzzer's input).
+    data: bytes | None = dataclasses.field(default=None, repr=False)
 
 
 def config_cases():
@@ -282,7 +286,7 @@ def check_config(case: ConfigCase) -> str:
         want = "expected a JSON object"
     data = json_bytes(document)
     if attack in BYTE_ATTACKS:
-        data, want = damage(data, attack, rng), None
+        data, want = damage(data, attack, rng) if case.data is None else case.data, None
     with tempfile.TemporaryDirectory() as folder:
         path = _write(folder, config_lib.FILENAME, data)
         try:
@@ -331,6 +335,8 @@ SHARD_NAMES = ("../train.tfrecord", "/etc/passwd", "a/b.tfrecord", "", ".", ".."
 class DatasetCase:
     attack: str
     seed: int
+    # The bytes a byte attack gives, instead of `damage`'s (a coverage-guided fuzzer's input).
+    data: bytes | None = dataclasses.field(default=None, repr=False)
 
 
 def dataset_cases():
@@ -410,7 +416,7 @@ def check_dataset(case: DatasetCase) -> str:
         want = "malformed dataset description"
     data = json_bytes(document)
     if attack in BYTE_ATTACKS:
-        data, want = damage(data, attack, rng), None
+        data, want = damage(data, attack, rng) if case.data is None else case.data, None
     with tempfile.TemporaryDirectory() as folder:
         path = _write(folder, dataset_info.FILENAME, data)
         for split in good["splits"].values():
