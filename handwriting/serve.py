@@ -316,30 +316,24 @@ class PageHandler(http.server.BaseHTTPRequestHandler):
             self._get(with_body=False)
 
     def do_POST(self):
-        if self._host_refused():
-            return
-        if self._url_path() != ADAPT_URL:
-            self._refuse_method()
-            return
-        try:
-            status = self.server.jobs.start(self._read_body())
-        except RequestError as e:
-            self._send_json(e.status, {"error": str(e)})
-            return
-        self._send_json(202, status)
+        self._adapt_request(lambda jobs: jobs.start(self._read_body()), 202)
 
     def do_DELETE(self):
+        self._adapt_request(lambda jobs: jobs.cancel(), 200)
+
+    def _adapt_request(self, act, status):
+        """POST and DELETE, of `/api/adapt` only: `act(jobs)`'s status as JSON, or its error."""
         if self._host_refused():
             return
         if self._url_path() != ADAPT_URL:
             self._refuse_method()
             return
         try:
-            status = self.server.jobs.cancel()
+            answer = act(self.server.jobs)
         except RequestError as e:
             self._send_json(e.status, {"error": str(e)})
             return
-        self._send_json(200, status)
+        self._send_json(status, answer)
 
     def _refuse_method(self):
         self.send_error(405, "only GET and HEAD (and POST, DELETE of /api/adapt)")
