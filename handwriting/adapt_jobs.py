@@ -31,7 +31,6 @@ Nothing here imports TensorFlow: the children do.
 """
 
 import dataclasses
-import json
 import os
 import shutil
 import subprocess
@@ -211,19 +210,16 @@ def _finished(folder):
     zip_path = os.path.join(folder, ZIP_FILENAME)
     if not (os.path.isfile(zip_path) and is_previous_export(export_dir)):
         return None
-    try:
-        with open(os.path.join(export_dir, rundir.ADAPT_FILENAME), encoding="utf-8") as f:
-            record = json.load(f)
-    except (OSError, ValueError):
-        record = {}
-    return PersonalModel(export_dir, zip_path, record if isinstance(record, dict) else {})
+    record = _read_json(os.path.join(export_dir, rundir.ADAPT_FILENAME))
+    return PersonalModel(export_dir, zip_path, record)
 
 
 def _read_json(path) -> dict:
+    """The JSON object of `path` (`files.read_json`); {} when missing, unreadable or another
+    value: a job's progress and record are shown when they can be read."""
     try:
-        with open(path, encoding="utf-8") as f:
-            obj = json.load(f)
-    except (OSError, ValueError):
+        obj = files.read_json(path)
+    except (OSError, ValueError):  # FileNotFoundError, files.JSONFileError
         return {}
     return obj if isinstance(obj, dict) else {}
 

@@ -615,9 +615,10 @@ def _is_loopback(host) -> bool:
 def export_alphabet(export_dir):
     """The `Alphabet` of an export's `sampler.json`, or None when it cannot be read."""
     try:
-        with open(os.path.join(export_dir, METADATA_FILENAME), encoding="utf-8") as f:
-            return Alphabet.from_json(json.load(f)["alphabet"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return Alphabet.from_json(
+            files.read_json(os.path.join(export_dir, METADATA_FILENAME))["alphabet"]
+        )
+    except (OSError, ValueError, KeyError, TypeError):  # files.JSONFileError is a ValueError
         return None
 
 
