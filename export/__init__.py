@@ -11,6 +11,7 @@
 `export/litert_runner.py EXPORT_DIR "text" -o out.svg` samples with LiteRT and numpy alone.
 """
 
-from export.folder import OutputError, export, is_previous_export
+from export.folder import OutputError, export
+from handwriting.export_layout import is_previous_export
 
 __all__ = ["OutputError", "export", "is_previous_export"]

@@ -1,8 +1,9 @@
 """The export folder: `export()` writes every export of a model into one folder, atomically.
 
 `python -m export` (`export/__main__.py`) is its command line; `python -m handwriting serve`
-exports through it too. The package re-exports `export`, `OutputError` and
-`is_previous_export` (`from export import export`).
+and the page's "Make it my hand" run it as a child process. The package re-exports `export`,
+`OutputError` and `is_previous_export` (`from export import export`); what makes a folder an
+export (its file names, `is_previous_export`) is the library's: `handwriting.export_layout`.
 """
 
 import json
@@ -11,13 +12,15 @@ import shutil
 import tempfile
 
 from handwriting import files, rundir
+from handwriting.export_layout import (
+    FLOAT_FILENAME,
+    INT8_FILENAME,
+    METADATA_FILENAME,
+    is_previous_export,
+)
 
 # The folder of the SavedModel inside an export.
 SAVEDMODEL_DIRNAME = "savedmodel"
-# `sampler.json`'s format (as `export.tflite.metadata` writes it) and the fields that mark a
-# folder as a previous export, whose outputs a new export may replace.
-SAMPLER_FORMAT = "handwriting-tflite-sampler"
-EXPORT_MARK_FIELDS = ("format", "version", "signature", "alphabet", "normalization", "state_widths")
 # Names of a refused folder's files listed in its error message.
 LISTED_NAMES = 5
 
@@ -65,14 +68,12 @@ def export(model_dir, out_dir, *, int8=True, text_length=None) -> dict:
     try:
         savedmodel.save(synth, os.path.join(work, SAVEDMODEL_DIRNAME))
         meta = tflite.metadata(synth, synth.model, text_length)
-        variants = [(tflite.FLOAT_FILENAME, False)] + (
-            [(tflite.INT8_FILENAME, True)] if int8 else []
-        )
+        variants = [(FLOAT_FILENAME, False)] + ([(INT8_FILENAME, True)] if int8 else [])
         for name, quantize in variants:
             flatbuffer = tflite.convert(synth.model, quantize=quantize, text_length=text_length)
             files.write_bytes(os.path.join(work, name), tflite.embed_metadata(flatbuffer, meta))
         text = json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-        files.write_text(os.path.join(work, tflite.METADATA_FILENAME), text)
+        files.write_text(os.path.join(work, METADATA_FILENAME), text)
         for name in (rundir.MODEL_FILENAME, rundir.CONFIG_FILENAME, rundir.DATASET_FILENAME):
             shutil.copyfile(os.path.join(model_dir, name), os.path.join(work, name))
         sizes = {}
@@ -93,33 +94,14 @@ def export(model_dir, out_dir, *, int8=True, text_length=None) -> dict:
 
 def export_entries() -> tuple:
     """The names the exporter writes into its folder: the only ones it replaces or removes."""
-    from export import tflite
-
     return (
         SAVEDMODEL_DIRNAME,
-        tflite.FLOAT_FILENAME,
-        tflite.INT8_FILENAME,
+        FLOAT_FILENAME,
+        INT8_FILENAME,
         rundir.MODEL_FILENAME,
         rundir.CONFIG_FILENAME,
         rundir.DATASET_FILENAME,
-        tflite.METADATA_FILENAME,  # last: moved in last, the folder stays an export throughout
-    )
-
-
-def is_previous_export(directory) -> bool:
-    """Whether `directory` holds an export: a `sampler.json` that parses to the exporter's
-    format with the fields it writes (`EXPORT_MARK_FIELDS`)."""
-    from export import tflite
-
-    try:
-        with open(os.path.join(directory, tflite.METADATA_FILENAME), encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, ValueError):  # missing, unreadable, not UTF-8, not JSON
-        return False
-    return (
-        isinstance(meta, dict)
-        and meta.get("format") == SAMPLER_FORMAT
-        and all(field in meta for field in EXPORT_MARK_FIELDS)
+        METADATA_FILENAME,  # last: moved in last, the folder stays an export throughout
     )
 
 

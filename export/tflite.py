@@ -47,16 +47,18 @@ import json
 import numpy as np
 import tensorflow as tf
 
-from handwriting import mixture, sample
+from handwriting import export_layout, mixture, sample
 from handwriting.lstm import layer_inputs, lstm_update
 from handwriting.window import attention, end_of_text_weight, window_has_passed
 
 SIGNATURE = "step"
 METADATA_NAME = "handwriting"
 METADATA_VERSION = 2
-FLOAT_FILENAME = "sampler_float32.tflite"
-INT8_FILENAME = "sampler_int8.tflite"
-METADATA_FILENAME = "sampler.json"
+# The samplers' file names and `sampler.json`'s: the export folder's, defined by the library
+# (`handwriting.export_layout`), which reads exports without this package.
+FLOAT_FILENAME = export_layout.FLOAT_FILENAME
+INT8_FILENAME = export_layout.INT8_FILENAME
+METADATA_FILENAME = export_layout.METADATA_FILENAME
 # L, the characters the exported samplers read (a longer line is refused): a handwritten
 # line holds 40 to 80; the window over 128 positions costs well under 1% of a step.
 TEXT_LENGTH = 128
@@ -184,7 +186,7 @@ def metadata(synth, model, text_length: int = TEXT_LENGTH) -> dict:
     """The JSON a runner needs besides the flatbuffer (`text_length`: the step's L)."""
     start = sample.normalize(synth, np.zeros((1, 3), np.float32))[0]
     return {
-        "format": "handwriting-tflite-sampler",
+        "format": export_layout.SAMPLER_FORMAT,
         "version": METADATA_VERSION,
         "signature": SIGNATURE,
         "alphabet": synth.alphabet.to_json(),

@@ -43,6 +43,8 @@ import zipfile
 from handwriting import files, rundir
 from handwriting.alphabet import Alphabet
 from handwriting.errors import SampleError
+from handwriting.export_cache import exporter_environment
+from handwriting.export_layout import is_previous_export
 from handwriting.strokes import (
     MAX_PRIME_POINTS,
     MIN_LINE_POINTS,
@@ -204,8 +206,6 @@ def latest_personal(work_dir):
 
 def _finished(folder):
     """The `PersonalModel` of a job folder whose zip was written, else None."""
-    from export import is_previous_export
-
     export_dir = os.path.join(folder, EXPORT_DIRNAME)
     zip_path = os.path.join(folder, ZIP_FILENAME)
     if not (os.path.isfile(zip_path) and is_previous_export(export_dir)):
@@ -396,7 +396,8 @@ class AdaptJobs:
     def _child(self, job: _Job, state: str, command: list) -> None:
         """Runs one step of the job as a child process; raises `_Stopped` or `_Failed`."""
         log_path = os.path.join(job.folder, LOG_FILENAME)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        cwd, env = exporter_environment()  # the `export` and `handwriting` this process has
+        env = {**env, "PYTHONUNBUFFERED": "1"}
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         with self._lock:
             if job.stop:
@@ -410,6 +411,7 @@ class AdaptJobs:
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
+                    cwd=cwd,
                     env=env,
                     start_new_session=True,  # the terminal's Ctrl-C reaches the server only
                 )

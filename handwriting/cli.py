@@ -404,10 +404,11 @@ def _serve(args, parser) -> int:
         parser.error(f"--adapt-minutes must be > 0, received {args.adapt_minutes}")
     from handwriting import serve
     from handwriting.adapt_jobs import AdaptSettings
+    from handwriting.export_cache import ensure_export
 
     try:
         serve.check_web_dir()
-        export_dir = serve.ensure_export(args.model)
+        export_dir = ensure_export(args.model)
         server = serve.make_server(
             export_dir,
             host=args.host,

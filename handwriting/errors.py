@@ -11,3 +11,7 @@ class SampleError(ValueError):
 
 class TrainingError(RuntimeError):
     """Training cannot start or go on; the message says why and what to do."""
+
+
+class ServeError(ValueError):
+    """The page cannot be served; the message says what is missing and how to get it."""

@@ -33,12 +33,8 @@ backslash, a link pointing outside), a hidden file, another method. The same lay
 on a static host (the files of `web/` with the export's files in `model/`) is the whole page,
 without "Make it my hand".
 
-`ensure_export` finds or makes the export the page needs. A folder `python -m export` wrote
-is served as it is; a training run's folder is exported once into a cache beside it
-(`<folder>.export`) or, when that cannot be written there (the shipped demo model among the
-package's files, a read-only folder), into the user's cache folder
-(`$XDG_CACHE_HOME/handwriting/exports`, else `~/.cache/...`). The cache records the
-fingerprint of the model's files and is made again when they change.
+The export the page reads comes from `handwriting.export_cache.ensure_export`: an export's
+folder as it is, or a training run's exported once into a cache.
 """
 
 import functools
@@ -51,10 +47,11 @@ import shutil
 import sys
 import urllib.parse
 
-from handwriting import adapt_jobs, files, rundir
+from handwriting import adapt_jobs, export_cache, files, rundir
 from handwriting.adapt_jobs import MAX_REQUEST_BYTES, AdaptJobs, RequestError
 from handwriting.alphabet import Alphabet
-from handwriting.errors import SampleError
+from handwriting.errors import ServeError
+from handwriting.export_layout import FLOAT_FILENAME, INT8_FILENAME, METADATA_FILENAME
 
 # The page's folder: `web/` beside the package.
 WEB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web")
@@ -62,9 +59,6 @@ WEB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 VENDOR_FILES = ("vendor/litert.js", "vendor/wasm/litert_wasm_internal.wasm")
 # The URL folder of the export's files, and the only files of the export it serves.
 MODEL_URL = "/model/"
-FLOAT_FILENAME = "sampler_float32.tflite"
-INT8_FILENAME = "sampler_int8.tflite"
-METADATA_FILENAME = "sampler.json"
 MODEL_FILES = (FLOAT_FILENAME, INT8_FILENAME, METADATA_FILENAME, rundir.STYLES_FILENAME)
 # The URL folder of the personal model's export (the same `MODEL_FILES`).
 PERSONAL_MODEL_URL = "/my-model/"
@@ -78,14 +72,6 @@ REQUEST_TIMEOUT = 30
 # A refused request's body is read and dropped up to this size, so that its client reads the
 # answer rather than a reset connection; a larger one is not read, the connection is closed.
 DISCARD_BYTES = 64 * 1024 * 1024
-# The cache's record of what it was exported from (`ensure_export`); the exporter keeps files
-# it did not write, so this one survives a new export into the same folder.
-SOURCE_FILENAME = "export-source.json"
-# Bumped when the exporter's output changes in a way the page depends on (1: the step's
-# `passed` is uint8, which LiteRT.js can read); an older cache is exported again.
-CACHE_FORMAT = 1
-# The model's files whose content the cache's fingerprint covers.
-FINGERPRINT_FILES = (rundir.MODEL_FILENAME, rundir.CONFIG_FILENAME, rundir.DATASET_FILENAME)
 # The kinds of file served, by extension (any other is not found).
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -114,12 +100,8 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 DEFAULT_PORT = 8000
 
 
-class ServeError(ValueError):
-    """The page cannot be served; the message says what is missing and how to get it."""
-
-
 # ---------------------------------------------------------------------------------------------
-# The export the page reads
+# The page's folders and models
 
 
 def check_web_dir(web_dir=WEB_DIR) -> None:
@@ -133,91 +115,10 @@ def check_web_dir(web_dir=WEB_DIR) -> None:
         )
 
 
-def ensure_export(model_dir=None, *, cache_root=None, log=print) -> str:
-    """Returns a folder holding a current export of `model_dir`, exporting it when needed.
-
-    Args:
-        model_dir: a training run's folder or an export's; None: the shipped demo model.
-        cache_root: where caches go when the model's own folder cannot hold one (default
-            `user_cache_root()`).
-        log: called with a line of progress (the export takes a while).
-
-    Raises:
-        SampleError: the model folder is missing or unusable.
-        ServeError: the cache folder cannot receive the export.
-    """
-    model_dir = os.path.abspath(model_dir if model_dir is not None else rundir.DEFAULT_MODEL_DIR)
-    if not os.path.isdir(model_dir):
-        raise SampleError(f"--model {model_dir}: no such model folder")
-    if _is_current_export(model_dir):
-        return model_dir
-    for name in FINGERPRINT_FILES:
-        if not os.path.isfile(os.path.join(model_dir, name)):
-            raise SampleError(
-                f"--model {model_dir}: no {name}; give a training run's folder or an export's "
-                f"(`python -m export`)"
-            )
-    target = cache_dir(model_dir, cache_root)
-    fingerprint = model_fingerprint(model_dir)
-    if not (_is_current_export(target) and _recorded_fingerprint(target) == fingerprint):
-        from export import OutputError, export
-
-        log(f"exporting {model_dir} for the page into {target} (once; takes a minute)")
-        try:
-            export(model_dir, target, int8=True)
-        except OutputError as e:
-            raise ServeError(f"the page's export cache: {e}") from None
-        record = {"model": model_dir, "fingerprint": fingerprint, "cache_format": CACHE_FORMAT}
-        files.write_text(os.path.join(target, SOURCE_FILENAME), json.dumps(record) + "\n")
-    styles = os.path.join(model_dir, rundir.STYLES_FILENAME)
-    if os.path.isfile(styles):  # the styles travel with the model: refreshed on every start
-        shutil.copyfile(styles, os.path.join(target, rundir.STYLES_FILENAME))
-    return target
-
-
-def cache_dir(model_dir, cache_root=None) -> str:
-    """Where the export of `model_dir` is cached: `<model_dir>.export` beside it when that
-    can be written (new, empty or a previous export) and the model is not one of the
-    package's files; else a folder of the user's cache named after the model and a hash of
-    its path."""
-    model_dir = os.path.realpath(model_dir)
-    beside = model_dir + ".export"
-    package = os.path.dirname(os.path.abspath(__file__))
-    inside_package = os.path.commonpath([model_dir, package]) == package
-    if not inside_package and files.creation_problem(beside) is None:
-        if not os.path.lexists(beside) or _usable_cache(beside):
-            return beside
-    root = cache_root or user_cache_root()
-    digest = hashlib.sha256(model_dir.encode("utf-8")).hexdigest()[:12]
-    return os.path.join(root, f"{os.path.basename(model_dir)}-{digest}")
-
-
-def _usable_cache(directory) -> bool:
-    """Whether the existing `directory` may receive the cache: a writable folder, empty or a
-    previous export (a folder of the user's that happens to have the name is left alone)."""
-    from export import is_previous_export
-
-    if os.path.islink(directory) or not os.path.isdir(directory):
-        return False
-    if not os.access(directory, os.W_OK | os.X_OK):
-        return False
-    return not os.listdir(directory) or is_previous_export(directory)
-
-
-def user_cache_root() -> str:
-    """`$XDG_CACHE_HOME/handwriting/exports`, else `~/.cache/handwriting/exports`."""
-    return os.path.join(_user_cache_home(), "exports")
-
-
 def default_work_dir() -> str:
     """Where the page's adapted models go by default: `$XDG_CACHE_HOME/handwriting/adapted`,
     else `~/.cache/handwriting/adapted` (beside the exports' cache)."""
-    return os.path.join(_user_cache_home(), "adapted")
-
-
-def _user_cache_home() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "handwriting")
+    return os.path.join(export_cache.user_cache_home(), "adapted")
 
 
 @functools.lru_cache(maxsize=8)
@@ -234,50 +135,6 @@ def sampler_fingerprint(export_dir):
     except OSError:
         return None
     return digest.hexdigest()
-
-
-def model_fingerprint(model_dir) -> str:
-    """sha256 over the content of the model's `FINGERPRINT_FILES` and `CACHE_FORMAT`."""
-    digest = hashlib.sha256(f"cache format {CACHE_FORMAT}\n".encode())
-    for name in FINGERPRINT_FILES:
-        digest.update(name.encode() + b"\0")
-        with open(os.path.join(model_dir, name), "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
-def _recorded_fingerprint(directory):
-    try:
-        with open(os.path.join(directory, SOURCE_FILENAME), encoding="utf-8") as f:
-            record = json.load(f)
-        return record.get("fingerprint") if isinstance(record, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
-def _is_current_export(directory) -> bool:
-    """Whether `directory` holds an export whose float32 step LiteRT.js can run: its
-    `sampler.json`, and a step whose every output is float32, int32 or uint8 (exports
-    before `passed` became uint8 give a bool)."""
-    from export import is_previous_export
-
-    path = os.path.join(directory, FLOAT_FILENAME)
-    if not (is_previous_export(directory) and os.path.isfile(path)):
-        return False
-    with open(path, "rb") as f:
-        content = f.read()
-    return step_output_types(content) <= {"FLOAT32", "INT32", "UINT8"}
-
-
-def step_output_types(flatbuffer: bytes) -> set:
-    """The element type names of the outputs of a TFLite model's first subgraph."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.Model.GetRootAs(flatbuffer, 0)
-    names = {code: name for name, code in vars(schema.TensorType).items() if name.isupper()}
-    graph = model.Subgraphs(0)
-    return {names[graph.Tensors(graph.Outputs(i)).Type()] for i in range(graph.OutputsLength())}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import pytest
 from model_fixtures import write_tiny_model
 
 from export import litert_runner
-from handwriting import adapt_jobs, cli, rundir, sample, serve
+from handwriting import adapt_jobs, cli, export_cache, rundir, sample, serve
 from handwriting.strokes import STROKES_FORMAT, load_prime
 from handwriting.styles import load_styles
 from handwriting.text import wrap
@@ -50,7 +50,7 @@ REFUSED_REQUEST = "Failed to load resource: the server responded with a status o
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """A tiny model's folder and the export `serve.ensure_export` made of it (beside it)."""
+    """A tiny model's folder and the export `export_cache.ensure_export` made of it (beside it)."""
     model_dir = tmp_path_factory.mktemp("web") / "tiny"
     model_dir.mkdir()
     write_tiny_model(model_dir, seed=11, offset_mean=OFFSET_MEAN, offset_std=OFFSET_STD)
@@ -58,7 +58,10 @@ def exported(tmp_path_factory):
     with open(os.path.join(rundir.DEFAULT_MODEL_DIR, rundir.STYLES_FILENAME)) as f:
         lines = json.load(f)["lines"][:2]
     (model_dir / rundir.STYLES_FILENAME).write_text(json.dumps({"lines": lines}))
-    out = serve.ensure_export(str(model_dir), log=lambda line: None)
+    lines = []
+    out = export_cache.ensure_export(str(model_dir), log=lines.append)
+    # The exporter ran as a child process; its lines (the files it wrote) reach `log`.
+    assert any(line.endswith(os.path.join(out, "sampler_int8.tflite")) for line in lines), lines
     return str(model_dir), out
 
 
@@ -402,17 +405,17 @@ def test_the_server_refuses_paths_outside_its_folder(server, exported, tmp_path)
 def test_serve_binds_to_loopback_by_default_and_reuses_its_cache(exported, tmp_path):
     model_dir, out = exported
     assert out == os.path.realpath(model_dir) + ".export"  # the cache beside the model
-    assert serve.ensure_export(model_dir, log=pytest.fail) == out  # current: not made again
+    assert export_cache.ensure_export(model_dir, log=pytest.fail) == out  # current: not made again
     # The shipped demo model's cache goes to the user's cache folder, not into the package.
-    demo = serve.cache_dir(rundir.DEFAULT_MODEL_DIR, "/tmp/cache-root")
+    demo = export_cache.cache_dir(rundir.DEFAULT_MODEL_DIR, "/tmp/cache-root")
     assert demo.startswith("/tmp/cache-root/demo-")
     # So does the cache of a model whose `<folder>.export` is a folder of the user's.
     other = tmp_path / "run"
     other.mkdir()
-    assert serve.cache_dir(other, "/tmp/cache-root") == str(tmp_path / "run.export")
+    assert export_cache.cache_dir(other, "/tmp/cache-root") == str(tmp_path / "run.export")
     (tmp_path / "run.export").mkdir()
     (tmp_path / "run.export" / "notes.txt").write_text("mine")
-    assert serve.cache_dir(other, "/tmp/cache-root").startswith("/tmp/cache-root/run-")
+    assert export_cache.cache_dir(other, "/tmp/cache-root").startswith("/tmp/cache-root/run-")
     from handwriting.cli import build_parser
 
     assert build_parser().parse_args(["serve"]).host == "127.0.0.1"

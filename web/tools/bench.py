@@ -74,9 +74,9 @@ def compare(model_dir=None, *, repeats=3, bias=1.0, seed=1) -> list:
     second over the one-thread runner's, round by round) and `points` (page, runner).
     """
     sys.path.insert(0, ROOT)
-    from handwriting import serve
+    from handwriting import export_cache, serve
 
-    export_dir = serve.ensure_export(model_dir)
+    export_dir = export_cache.ensure_export(model_dir)
     httpd = serve.make_server(export_dir, port=0, quiet=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     results = []

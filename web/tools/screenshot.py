@@ -58,9 +58,9 @@ def main(argv=None) -> int:
     sys.path.insert(0, ROOT)
     from playwright.sync_api import sync_playwright
 
-    from handwriting import serve
+    from handwriting import export_cache, serve
 
-    export_dir = serve.ensure_export(args.model)
+    export_dir = export_cache.ensure_export(args.model)
     with open(os.path.join(export_dir, "styles.json"), encoding="utf-8") as f:
         line = json.load(f)["lines"][args.style]
     httpd = serve.make_server(export_dir, port=0, quiet=True)
