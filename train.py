@@ -5,8 +5,9 @@
     python train.py --preset paper --set train.batch_size=64 model.dtype_policy=mixed_bfloat16
 
 The run directory gets config.json, dataset.json (alphabet and normalisation statistics),
-checkpoints, TensorBoard logs, model.keras (the best network by validation loss), and at the
-end samples.png and attention.png; `handwriting.sample` and the exporters read it back.
+checkpoints, TensorBoard logs, model.keras (the best network by validation loss, or by
+legibility score with train.keep=legibility), and at the end samples.png and
+attention.png; `handwriting.sample` and the exporters read it back.
 See `handwriting.training` for the schedule and how a resume continues exactly.
 """
 

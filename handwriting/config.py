@@ -28,6 +28,7 @@ FORMAT_VERSION = 1
 MODEL_KINDS = ("synthesis", "prediction")
 DTYPE_POLICIES = ("float32", "mixed_bfloat16")
 OPTIMIZERS = ("adam", "graves")
+KEEP_CRITERIA = ("val_loss", "legibility")
 
 
 class ConfigError(ValueError):
@@ -146,6 +147,11 @@ class TrainConfig:
     checkpoint_every_steps: int = 500
     # Stop after this many evaluations without a better validation loss; 0: never.
     early_stopping_patience: int = 10
+    # Which network model.keras holds: "val_loss", the one with the lowest validation loss;
+    # "legibility", the one whose samples the reader reads best (`handwriting.legibility`, the
+    # CER logged at every sample step and at the end; before the first score, the lowest
+    # validation loss). Early stopping counts validations either way.
+    keep: str = "val_loss"
     # Fixes weight initialisation, shuffling and sampling.
     seed: int = 0
 
@@ -186,6 +192,15 @@ class TrainConfig:
             _require(getattr(self, key) >= 1, f"train.{key}", "must be >= 1", getattr(self, key))
         for key in ("eval_batches", "sample_every_steps", "early_stopping_patience"):
             _require(getattr(self, key) >= 0, f"train.{key}", "must be >= 0", getattr(self, key))
+        _require(
+            self.keep in KEEP_CRITERIA, "train.keep", f"must be one of {KEEP_CRITERIA}", self.keep
+        )
+        _require(
+            self.keep != "legibility" or self.sample_every_steps > 0,
+            "train.sample_every_steps",
+            "must be > 0 with train.keep=legibility (the score is taken at sample steps)",
+            self.sample_every_steps,
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -102,8 +102,10 @@ class Previews:
                 self.texts.append(text)
         self.line = validation_line(valid, synth.alphabet)
 
-    def write(self, step: int) -> None:
-        """Writes the TensorBoard images `samples` and `attention` at `step`."""
+    def write(self, step: int) -> dict:
+        """Writes the TensorBoard images `samples` and `attention` at `step`; returns the
+        legibility values logged (`{}` when none)."""
+        values = {}
         if self.writer is None:
             logs = os.path.join(self.run_dir, rundir.LOG_DIR, "samples")
             self.writer = tf.summary.create_file_writer(logs)
@@ -119,6 +121,7 @@ class Previews:
                 if "cer" in values:
                     self.log(f"step {step}: legibility (reader CER at bias 1) {values['cer']:.3f}")
         self.writer.flush()
+        return values
 
     def save(self) -> list:
         """Writes samples.png and attention.png into the run directory; returns their paths."""

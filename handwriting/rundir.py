@@ -6,7 +6,8 @@ is typed twice; an export's directory holds the same first three files beside it
     config.json        the whole configuration (`handwriting.config`)
     dataset.json       the data set's description: alphabet and normalisation statistics
                        (`handwriting.dataset_info`)
-    model.keras        the network at its best validation loss so far (what `load` reads)
+    model.keras        the best network so far (what `load` reads): by validation loss, or by
+                       legibility score with train.keep=legibility
     styles.json        optional: named style primes (`handwriting.sample.load_styles`)
     checkpoint/        the latest training state: `state.json` (`TrainingState`) and the
                        files of the checkpoint it names: the weights and optimiser slots, and
@@ -158,9 +159,12 @@ def _load_dataset_info(directory) -> DatasetInfo:
 # ---------------------------------------------------------------------------------------------
 # A training run's progress (checkpoint/state.json) and the checks before it starts or resumes
 
-# 3: the sha256 of every checkpoint file, and of state.json's own fields (2: neither; read).
-STATE_FORMAT_VERSION = 3
-STATE_FORMAT_VERSIONS = (2, 3)  # what `TrainingState.load` reads
+# 4: the best legibility score (3: without it; 2: without the sha256 of every checkpoint file
+# and of state.json's own fields; both read).
+STATE_FORMAT_VERSION = 4
+STATE_FORMAT_VERSIONS = (2, 3, 4)  # what `TrainingState.load` reads
+# The fields each older format lacks; they take their defaults when it is read.
+_NEWER_FIELDS = {2: {"files", "best_cer", "best_cer_step"}, 3: {"best_cer", "best_cer_step"}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,6 +182,10 @@ class TrainingState:
     # (`checkpoint.write` fills it in): HDF5 and TensorFlow's iterator files carry no checksum
     # of their own, so a changed byte in a weight would otherwise load as another weight.
     files: dict = dataclasses.field(default_factory=dict)
+    # The lowest legibility score so far (the reader's CER on samples at a sample step) and
+    # its step; model.keras holds that network when the run keeps by legibility (train.keep).
+    best_cer: float | None = None
+    best_cer_step: int = 0
 
     def validated(self, step: int, val_loss: float) -> "TrainingState":
         """The state after a validation at `step`: a new best loss, or one more without."""
@@ -226,7 +234,7 @@ class TrainingState:
                 f"{path}: format_version must be one of {list(STATE_FORMAT_VERSIONS)}, received "
                 f"{version!r}"
             )
-        fields = {f.name for f in dataclasses.fields(cls)} - ({"files"} if version == 2 else set())
+        fields = {f.name for f in dataclasses.fields(cls)} - _NEWER_FIELDS.get(version, set())
         if version == 2 and ("files" in obj or "sha256" in obj):
             raise TrainingError(f"{path}: format_version 2 holds no checksums, but this one does")
         if version != 2 and obj.get("sha256") != _fields_digest(obj):

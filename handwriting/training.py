@@ -211,6 +211,7 @@ class _Loop:
         self.writers = {run: tf.summary.create_file_writer(os.path.join(logs, run)) for run in runs}
         self.history = {}  # metric name -> values of the rounds; "val_" for the validation's
         self.saved = None  # the state of the last checkpoint
+        self.sampled = None  # the step of the last previews
 
     def run(self, state: TrainingState, limits, valid, after_step, verbose):
         """Trains from `state` until a stop condition holds; returns `(state, stop reason)`."""
@@ -246,22 +247,43 @@ class _Loop:
                 if verbose == 1:
                     bar.update(step - start, [(k, float(v)) for k, v in logs.items()])
                 if self.sample_every and step % self.sample_every == 0:
-                    self.previews.write(step)
+                    state = self._sample(state, step)
                 reason = limits.check(step)
                 if step % self.settings.checkpoint_every_steps == 0 and step < end and not reason:
                     state = self._save(state, step, limits)
             logs = self._validate(step, valid)
             bar.update(step - start, list(logs.items()), finalize=True)
             state = state.validated(step, logs["val_loss"])
-            if state.early_stopping_wait == 0:  # the best network so far
-                self._check_weights(step)
-                if self.chief:
-                    export_model(self.model, os.path.join(self.run_dir, rundir.MODEL_FILENAME))
-            state = self._save(state, step, limits)
+            by_loss = self.settings.keep == "val_loss" or state.best_cer is None
+            if by_loss and state.early_stopping_wait == 0:  # the best network so far
+                self._keep(step)
             patience = self.settings.early_stopping_patience
             if patience and state.early_stopping_wait >= patience:
                 reason = f"stopped early: no better validation loss in {patience} evaluations"
+            if reason and self.settings.keep == "legibility" and self.sampled != step:
+                state = self._sample(state, step)  # the last network is scored too
+            state = self._save(state, step, limits)
         return state, reason
+
+    def _sample(self, state: TrainingState, step) -> TrainingState:
+        """Writes the previews at `step`; a better legibility score than any before is
+        recorded in the state, and its network kept when the run keeps by legibility."""
+        self.sampled = step
+        cer = self.previews.write(step).get("cer") if self.sample_every else None
+        if cer is None or not math.isfinite(cer):
+            return state
+        if state.best_cer is not None and cer >= state.best_cer:
+            return state
+        if self.settings.keep == "legibility":
+            self._keep(step)
+            self.log(f"step {step}: kept as {rundir.MODEL_FILENAME}, the most legible so far")
+        return dataclasses.replace(state, best_cer=float(cer), best_cer_step=step)
+
+    def _keep(self, step):
+        """Writes the network as model.keras (the chief alone)."""
+        self._check_weights(step)
+        if self.chief:
+            export_model(self.model, os.path.join(self.run_dir, rundir.MODEL_FILENAME))
 
     def _validate(self, step, valid) -> dict:
         """The round's training metrics and the validation's; logged at `step`."""
@@ -445,6 +467,10 @@ def train(
         if state.best_val_loss is not None:
             best = f"{state.best_val_loss:.2f} nats per line at step {state.best_step}"
             log(f"Best validation loss: {best}.")
+        if state.best_cer is not None:
+            log(f"Best legibility: CER {state.best_cer:.3f} at step {state.best_cer_step}.")
+        if config.train.keep == "legibility" and state.best_cer is not None:
+            log(f"{rundir.MODEL_FILENAME} is the network of step {state.best_cer_step}.")
         outputs = _final_outputs(model, run_dir, previews, log) if chief else ()
         if workers > 1:  # a barrier: a worker leaves once the chief has written the last files
             every_replica(distribution, [state.step])

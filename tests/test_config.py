@@ -134,3 +134,20 @@ def test_sections_validate_on_construction():
         Config(model=ModelConfig(dtype_policy="float16"))
     with pytest.raises(ConfigError, match=r"train: expected a TrainConfig"):
         Config(train={"batch_size": 3})
+
+
+def test_keep_names_a_known_criterion_and_legibility_needs_sample_steps():
+    with pytest.raises(
+        ConfigError, match=r"train.keep: must be one of \('val_loss', 'legibility'\)"
+    ):
+        config_lib.preset("tiny").with_overrides(["train.keep=cer"])
+    with pytest.raises(
+        ConfigError, match=r"train.sample_every_steps: must be > 0 with train.keep=legibility"
+    ):
+        config_lib.preset("tiny").with_overrides(
+            ["train.keep=legibility", "train.sample_every_steps=0"]
+        )
+    kept = config_lib.preset("tiny").with_overrides(
+        ["train.keep=legibility", "train.sample_every_steps=2"]
+    )
+    assert kept.train.keep == "legibility"

@@ -271,6 +271,21 @@ def test_a_state_json_of_format_2_is_still_read(trained, tmp_path):
     assert rundir.TrainingState.load(copy) == dataclasses.replace(state, files={})
 
 
+def test_a_state_json_of_format_3_is_still_read(trained, tmp_path):
+    """Runs written before the best legibility score was recorded resume without one."""
+    run_dir, _ = trained
+    copy = tmp_path / "old"
+    shutil.copytree(run_dir, copy)
+    state = dataclasses.replace(rundir.TrainingState.load(copy), best_cer=0.25, best_cer_step=2)
+    old = {"format_version": 3, **dataclasses.asdict(state)}
+    del old["best_cer"], old["best_cer_step"]
+    old["sha256"] = rundir._fields_digest(old)
+    (copy / "checkpoint" / "state.json").write_text(json.dumps(old))
+    assert rundir.TrainingState.load(copy) == dataclasses.replace(
+        state, best_cer=None, best_cer_step=0
+    )
+
+
 # model.keras -------------------------------------------------------------------------------
 
 

@@ -343,6 +343,95 @@ def _recording_pipeline(monkeypatch):
     return yielded
 
 
+class ScriptedLegibility:
+    """A legibility function (`training.train`'s `legibility`) that returns the CER of a table
+    by optimiser step, and records the weights at every step."""
+
+    def __init__(self, cer_by_step):
+        self.cer_by_step, self.step, self.weights = cer_by_step, 0, {}
+
+    def after_step(self, model, step):
+        self.step = step
+        self.weights[step] = model.get_weights()
+
+    def __call__(self, synth):
+        return {"cer": self.cer_by_step[self.step]}
+
+
+def _kept_weights(run_dir):
+    return keras.saving.load_model(
+        os.path.join(run_dir, "model.keras"), compile=False
+    ).get_weights()
+
+
+def _same_weights(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_keep_legibility_keeps_the_most_legible_network_across_a_resume(corpus, tmp_path):
+    """Samples at steps 2, 4, 6, 8 and the last network (9) are scored; model.keras is the
+    network of the lowest CER (step 2, where no validation runs), also when the run stops at
+    step 6 and resumes."""
+    cers = {2: 0.5, 4: 0.9, 6: 0.7, 8: 0.6, 9: 0.55}
+    extra = ["train.max_steps=9", "train.sample_every_steps=2", "train.keep=legibility"]
+    whole = ScriptedLegibility(cers)
+    logs = []
+    training.train(
+        tiny_config(corpus, *extra),
+        str(tmp_path / "whole"),
+        after_step=[whole.after_step],
+        legibility=whole,
+        verbose=0,
+        log=logs.append,
+    )
+    state = rundir.TrainingState.load(str(tmp_path / "whole"))
+    assert (state.step, state.best_cer, state.best_cer_step) == (9, 0.5, 2)
+    assert state.best_step in (4, 8, 9)  # the validations' steps
+    assert _same_weights(_kept_weights(str(tmp_path / "whole")), whole.weights[2])
+    assert "model.keras is the network of step 2." in logs
+    # Stopped at step 6, resumed to 9: the same network is kept.
+    resumed = ScriptedLegibility(cers)
+    for steps, resume in (("train.max_steps=6", False), ("train.max_steps=9", True)):
+        training.train(
+            tiny_config(corpus, *extra, steps),
+            str(tmp_path / "resumed"),
+            resume=resume,
+            after_step=[resumed.after_step],
+            legibility=resumed,
+            verbose=0,
+            log=_quiet,
+        )
+    assert _same_weights(_kept_weights(str(tmp_path / "resumed")), whole.weights[2])
+    # The last network is scored when it is the best.
+    last = ScriptedLegibility({**cers, 9: 0.1})
+    training.train(
+        tiny_config(corpus, *extra),
+        str(tmp_path / "last"),
+        after_step=[last.after_step],
+        legibility=last,
+        verbose=0,
+        log=_quiet,
+    )
+    assert rundir.TrainingState.load(str(tmp_path / "last")).best_cer_step == 9
+    assert _same_weights(_kept_weights(str(tmp_path / "last")), last.weights[9])
+
+
+def test_keep_val_loss_records_the_best_legibility_but_keeps_by_loss(corpus, tmp_path):
+    scorer = ScriptedLegibility({2: 0.9, 4: 0.5, 6: 0.7, 8: 0.6, 10: 0.8})
+    run_dir = str(tmp_path / "run")
+    training.train(
+        tiny_config(corpus, "train.sample_every_steps=2"),
+        run_dir,
+        after_step=[scorer.after_step],
+        legibility=scorer,
+        verbose=0,
+        log=_quiet,
+    )
+    state = rundir.TrainingState.load(run_dir)
+    assert (state.best_cer, state.best_cer_step) == (0.5, 4)
+    assert _same_weights(_kept_weights(run_dir), scorer.weights[state.best_step])
+
+
 def test_resume_reads_no_batch_twice(corpus, tmp_path, monkeypatch):
     yielded = _recording_pipeline(monkeypatch)
     config = tiny_config(corpus, "train.max_steps=8")  # rounds end at 4, 8; checkpoints at 2, 6
