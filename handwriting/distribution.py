@@ -8,14 +8,22 @@ chief's, restores them all.
 A cluster (`multi_worker`) is one program run on every worker, each with its own `TF_CONFIG`.
 Only the chief writes files; every worker reads the run directory when it starts (the
 configuration, the checkpoint to resume from), so all must see the chief's: a shared folder,
-or a copy of it. `every_replica` lets `handwriting.training` check that they start alike.
+or a copy of it; `check_workers_agree` refuses a cluster whose workers read different ones.
 A worker that dies stops the others: TensorFlow's coordination service misses its heartbeats
 (or its connection is reset) and aborts every collective op of the survivors with one of
-`WORKER_LOST_ERRORS`. A cluster cannot go on with fewer workers; it is started again.
+`WORKER_LOST_ERRORS` (`worker_losses` says how to go on). A cluster cannot go on with fewer
+workers; it is started again.
 """
+
+import contextlib
+import hashlib
+import json
+import re
 
 import numpy as np
 import tensorflow as tf
+
+from handwriting.errors import TrainingError
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
 # What a collective op raises on the workers left when one of the cluster dies: "Collective ops
@@ -122,3 +130,56 @@ def on_every_replica(strategy: tf.distribute.Strategy, step, metrics):
         return {m.name: m.result() for m in metrics if m.name in logs}
 
     return tf.function(run, jit_compile=False, autograph=False)
+
+
+@contextlib.contextmanager
+def worker_losses(strategy: tf.distribute.Strategy, run_dir):
+    """Turns the error of a cluster that lost a worker (`WORKER_LOST_ERRORS`) into a
+    `TrainingError` that says how to go on."""
+    try:
+        yield
+    except WORKER_LOST_ERRORS as e:
+        if worker_count(strategy) == 1:
+            raise
+        # "{{function_node ...}} Collective ops is aborted by: <why>\n<who>\n..."
+        why = " ".join(re.sub(r"\{\{.*?\}\}\s*", "", e.message).splitlines()[:2])
+        raise TrainingError(
+            f"the cluster lost a worker, or cannot reach one ({type(e).__name__}: {why}). "
+            "The others cannot go on without it and stop too. Start every worker again with "
+            f"--resume: the run continues from its last checkpoint in {run_dir}"
+        ) from None
+
+
+def check_workers_agree(strategy: tf.distribute.Strategy, step: int, read: dict, run_dir):
+    """Refuses to train when the workers of a cluster would start from different runs.
+
+    Each worker reads the configuration and the checkpoint from its `run_dir`: one that reads
+    another folder (its own, not the chief's) would build another network or train other
+    weights on other batches, and the gradients summed over the cluster would mean nothing.
+
+    Args:
+        step: the step this worker starts at.
+        read: `{what: JSON object}` of what this worker read from the run directory (the
+            configuration, dataset.json, state.json); compared by digest.
+
+    Raises:
+        TrainingError: the workers differ; the message names what differs.
+    """
+
+    def digest(obj) -> float:  # 48 bits of a sha256: exact in a float64
+        text = json.dumps(obj, sort_keys=True)
+        return float(int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:12], 16))
+
+    names = list(read)
+    replicas = every_replica(strategy, [step, *(digest(read[name]) for name in names)])
+    workers = replicas[:: len(replicas) // worker_count(strategy)]  # [workers, 1 + len(read)]
+    if (workers == workers[0]).all():
+        return
+    differ = [name for column, name in enumerate(names, 1) if len(set(workers[:, column])) > 1]
+    steps = ", ".join(str(int(s)) for s in workers[:, 0])
+    raise TrainingError(
+        f"the workers of the cluster would start from different runs: at steps {steps} (in "
+        f"TF_CONFIG's order, the chief first), with different {', '.join(differ)}. Every "
+        f"worker reads the run directory {run_dir}: give them all the chief's (a shared folder, "
+        "or a copy of it made while no worker runs), and the same --set values"
+    )

@@ -25,13 +25,10 @@ restores the checkpoint it reads; a worker lost mid-run stops the others with a
 together, once the chief has written the last files.
 """
 
-import contextlib
 import dataclasses
-import hashlib
 import json
 import math
 import os
-import re
 import time
 
 import keras
@@ -41,12 +38,13 @@ from handwriting import checkpoint, data, files, rundir
 from handwriting.config import Config, ConfigError
 from handwriting.dataset_info import DatasetInfo
 from handwriting.distribution import (
-    WORKER_LOST_ERRORS,
+    check_workers_agree,
     every_replica,
     is_chief,
     make_strategy,
     on_every_replica,
     worker_count,
+    worker_losses,
 )
 from handwriting.errors import TrainingError
 from handwriting.legibility import Legibility
@@ -398,9 +396,20 @@ def train(
             f"{strategy} strategy, received {config.train.batch_size}"
         )
     workers = worker_count(distribution)
-    with _worker_losses(distribution, run_dir):
+    with worker_losses(distribution, run_dir):
         if workers > 1:  # before any variable: a cluster of different networks cannot build
-            _check_workers_agree(distribution, config, info, state, run_dir)
+            settings = config.to_json()  # but data.dir, a path of each machine
+            settings["data"] = {k: v for k, v in settings["data"].items() if k != "dir"}
+            check_workers_agree(
+                distribution,
+                state.step if state else 0,
+                {
+                    "configuration": settings,
+                    "dataset.json": info.to_json(),
+                    "checkpoint/state.json": state.to_json() if state else None,
+                },
+                run_dir,
+            )
         log(f"Run directory: {run_dir}")
         log("Configuration:\n" + json.dumps(config.to_json(), indent=2, sort_keys=True))
         keras.utils.set_random_seed(config.train.seed)
@@ -483,61 +492,6 @@ def train(
             history=loop.history,
             files=outputs,
         )
-
-
-@contextlib.contextmanager
-def _worker_losses(distribution, run_dir):
-    """Turns the error of a cluster that lost a worker (`WORKER_LOST_ERRORS`) into a
-    `TrainingError` that says how to go on."""
-    try:
-        yield
-    except WORKER_LOST_ERRORS as e:
-        if worker_count(distribution) == 1:
-            raise
-        # "{{function_node ...}} Collective ops is aborted by: <why>\n<who>\n..."
-        why = " ".join(re.sub(r"\{\{.*?\}\}\s*", "", e.message).splitlines()[:2])
-        raise TrainingError(
-            f"the cluster lost a worker, or cannot reach one ({type(e).__name__}: {why}). "
-            "The others cannot go on without it and stop too. Start every worker again with "
-            f"--resume: the run continues from its last checkpoint in {run_dir}"
-        ) from None
-
-
-def _check_workers_agree(distribution, config: Config, info: DatasetInfo, state, run_dir):
-    """Refuses to train when the workers of a cluster would start from different runs.
-
-    Each worker reads the configuration and the checkpoint from its `run_dir`: one that reads
-    another folder (its own, not the chief's) would build another network or train other
-    weights on other batches, and the gradients summed over the cluster would mean nothing.
-    Compared: the step, the configuration (but `data.dir`, a path of each machine), the data
-    (`dataset.json`: alphabet, statistics, the shards' sha256) and `state.json`.
-    """
-
-    def digest(obj) -> float:  # 48 bits of a sha256: exact in a float64
-        text = json.dumps(obj, sort_keys=True)
-        return float(int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:12], 16))
-
-    settings = config.to_json()
-    settings["data"] = {k: v for k, v in settings["data"].items() if k != "dir"}
-    mine = [
-        state.step if state else 0,
-        digest(settings),
-        digest(info.to_json()),
-        digest(state.to_json() if state else None),
-    ]
-    replicas = every_replica(distribution, mine)  # [replicas, 4]
-    workers = replicas[:: len(replicas) // worker_count(distribution)]  # [workers, 4]
-    if (workers == workers[0]).all():
-        return
-    names = ("configuration", "dataset.json", "checkpoint/state.json")
-    differ = [name for column, name in enumerate(names, 1) if len(set(workers[:, column])) > 1]
-    steps = ", ".join(str(int(s)) for s in workers[:, 0])
-    raise TrainingError(
-        f"the workers of the cluster would start from different runs: at steps {steps} (in "
-        f"TF_CONFIG's order, the chief first), with different {', '.join(differ)}. Every "
-        f"worker reads the run directory {run_dir}: give them all the chief's (a shared folder, "
-        "or a copy of it made while no worker runs), and the same --set values"
-    )
 
 
 def _final_outputs(model, run_dir, previews, log) -> tuple:
