@@ -1,13 +1,24 @@
 """Tests for data_prep.synth.fonts: glyph loading of both families and SVG path parsing."""
 
+import argparse
+import itertools
 import os
 
 import numpy as np
 import pytest
 
-from data_prep.synth import fonts
+from data_prep.synth import cli, fonts, style
 
 PRINTABLE = [chr(c) for c in range(33, 127)]
+LOWERCASE = "abcdefghijklmnopqrstuvwxyz"
+# The faces of `make data`'s corpus, in the order its writers draw them from.
+TRAINING_FACES = [
+    "ems-allure",
+    "hershey-cursive",
+    "ems-felix",
+    "ems-tech",
+    "ems-readability-italic",
+]
 
 
 @pytest.mark.parametrize("name", sorted(fonts.FACES))
@@ -35,12 +46,87 @@ def test_x_height_is_the_unit(name):
     assert min(s[:, 1].min() for s in face.glyph("g").strokes) < -0.3  # a descender
 
 
-def test_borrowed_and_fallback_glyphs_come_from_the_fallback_face():
-    hershey = fonts.load_face("hershey-cursive")
+@pytest.mark.parametrize("name", ["hershey-cursive", "hershey-sans"])
+def test_borrowed_and_fallback_glyphs_come_from_the_fallback_face(name):
+    hershey = fonts.load_face(name)
     fallback = fonts.load_face(fonts.FALLBACK_FACE)
-    for char in fonts.FACES["hershey-cursive"].borrowed:
+    assert fonts.FACES[name].borrowed
+    for char in fonts.FACES[name].borrowed:
         assert hershey.glyph(char) is fallback.glyph(char)
     assert hershey.glyph("a") is not fallback.glyph("a")
+
+
+def _dense(stroke, step):
+    """The stroke's polyline sampled every `step` along its length, `(n, 2)`."""
+    pieces = [
+        a + (b - a) * np.linspace(0.0, 1.0, max(1, int(np.hypot(*(b - a)) / step)), False)[:, None]
+        for a, b in itertools.pairwise(stroke)
+    ]
+    return np.concatenate([*pieces, stroke[-1:]])
+
+
+def _doubled(strokes, gap) -> bool:
+    """Whether a stroke runs within `gap` of another at least half its length over most (60%)
+    of its own length: a line drawn twice, side by side, to look bold."""
+    lengths = [float(np.hypot(*np.diff(s, axis=0).T).sum()) for s in strokes]
+    points = [_dense(s, gap / 10) for s in strokes]
+    for i, p in enumerate(points):
+        for j, q in enumerate(points):
+            if i != j and lengths[i] >= 0.5 * lengths[j]:
+                near = np.hypot(*(p[:, None] - q[None]).transpose(2, 0, 1)).min(axis=1) < gap
+                if near.mean() > 0.6:
+                    return True
+    return False
+
+
+@pytest.mark.parametrize("name", ["hershey-cursive", "hershey-sans"])
+def test_hershey_faces_keep_only_single_line_glyphs(name):
+    from HersheyFonts import HersheyFonts
+
+    font = HersheyFonts()
+    font.load_default_font(fonts.FACES[name].resource)
+    kept = [c for c in PRINTABLE if c not in fonts.FACES[name].borrowed]
+    # A doubled line lies one unit of Hershey's grid beside the first.
+    doubled = [
+        c
+        for c in kept
+        if _doubled([np.asarray(s, np.float64) for s in font.all_glyphs[c].strokes], gap=1.2)
+    ]
+    assert doubled == []
+    font.load_default_font("timesi")  # the Hershey medium italic: drawn with doubled lines
+    assert _doubled([np.asarray(s, np.float64) for s in font.all_glyphs["l"].strokes], gap=1.2)
+
+
+def test_default_corpus_faces_are_unchanged_and_left_out_faces_stay_out():
+    # `make data`'s corpus is written in these faces; a left-out face must not change it.
+    assert list(style.FACE_WEIGHTS) == TRAINING_FACES
+    assert set(fonts.LEFT_OUT_FACES).isdisjoint(style.FACE_WEIGHTS)
+    assert set(fonts.FACES) == set(style.FACE_WEIGHTS) | set(fonts.LEFT_OUT_FACES)
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    assert parser.parse_args(["out"]).fonts == TRAINING_FACES
+    assert parser.parse_args(["out", "--fonts", "hershey-sans"]).fonts == ["hershey-sans"]
+
+
+def _glyph_distance(a, b) -> float:
+    """Mean distance, in x-heights, from each glyph's pen path to the other's nearest point,
+    both centred on their mean point."""
+    p, q = (np.concatenate([_dense(s, 0.03) for s in g.strokes]) for g in (a, b))
+    p, q = p - p.mean(axis=0), q - q.mean(axis=0)
+    distances = np.hypot(*(p[:, None] - q[None]).transpose(2, 0, 1))
+    return 0.5 * float(distances.min(axis=1).mean() + distances.min(axis=0).mean())
+
+
+@pytest.mark.parametrize("name", fonts.LEFT_OUT_FACES)
+def test_left_out_faces_differ_from_every_training_face(name):
+    # A new hand, not a training face under another name (Hershey's script simplex draws the
+    # letters of `hershey-cursive`: distance 0). The training faces are 0.08 to 0.17 apart;
+    # `hershey-sans` is 0.06 from `ems-readability-italic`, its nearest.
+    left_out = fonts.load_face(name)
+    for training in TRAINING_FACES:
+        face = fonts.load_face(training)
+        distance = np.mean([_glyph_distance(left_out.glyph(c), face.glyph(c)) for c in LOWERCASE])
+        assert distance > 0.05, (name, training, distance)
 
 
 def test_hershey_glyph_is_flipped_and_shifted():

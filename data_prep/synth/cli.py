@@ -41,7 +41,11 @@ def add_arguments(parser) -> None:
         default=list(style.FACE_WEIGHTS),
         choices=sorted(fonts.FACES),
         metavar="FACE",
-        help=f"faces the writers use (default: all: {' '.join(style.FACE_WEIGHTS)})",
+        help=(
+            f"faces the writers use (default: {' '.join(style.FACE_WEIGHTS)}). Left out of "
+            f"the default on purpose: {' '.join(fonts.LEFT_OUT_FACES)}; a corpus in one stands "
+            "for a hand that a model trained on the default corpus never saw"
+        ),
     )
     parser.add_argument(
         "--workers",
