@@ -170,12 +170,12 @@ async function compiled(variant) {
     ]),
   );
   try {
-    const results = await step(entry, probe);
+    const results = await runner.run(probe);
     for (const name in results) release(results[name]);
+    entry.direct = directPath(entry, sampler.wasm, probe);
   } finally {
     for (const name in probe) release(probe[name]);
   }
-  entry.direct = directPath(runner, sampler.wasm);
   const started = performance.now();
   for (let seed = 0; performance.now() - started < WARM_UP_SECONDS * 1000; seed++) {
     await writeLine(entry, null, 0, WARM_UP_TEXT, 0, seed, null, WARM_UP_CHUNK);
@@ -190,68 +190,56 @@ async function compiled(variant) {
 // compiled model itself). The loop feeds the step the tensors it makes, as `compiled` made
 // them for one checked run(), or the step's own outputs; so after that run it works on their
 // tensor buffers as LiteRT.js itself does (the compiled model's run, lock, the wasm heap,
-// unlock), where LiteRT.js (pinned at 2.5.3) has them, and through run() and Tensors
-// otherwise. Returns null, or {run(buffers), read(buffer, bytes), write(buffer, array)}.
-function directPath(runner, wasm) {
-  const compiledModel = runner.liteRtCompiledModel;
+// unlock), where LiteRT.js (pinned at 2.5.3) has them and its run returns the outputs at once
+// (not a promise), and through run() and Tensors otherwise. `probe`: the checked run's
+// Tensors. Returns null, or {run(buffers), readByte(buffer), read(buffer, out),
+// write(buffer, bytes, from, count)}: byte copies, no JavaScript objects made.
+function directPath(entry, wasm, probe) {
+  const compiledModel = entry.runner.liteRtCompiledModel;
+  const signature = entry.runner.signatureIndex;
   const modes = wasm?.LiteRtTensorBufferLockMode;
   if (
     typeof compiledModel?.run !== "function" ||
-    !Number.isInteger(runner.signatureIndex) ||
+    !Number.isInteger(signature) ||
     !modes?.READ ||
     !modes?.WRITE ||
     !(wasm.HEAPU8 instanceof Uint8Array)
   ) {
     return null;
   }
+  const outputs = compiledModel.run(
+    signature,
+    entry.order.map((name) => probe[name].liteRtTensorBuffer),
+  );
+  if (!Array.isArray(outputs)) {
+    Promise.resolve(outputs).then((buffers) => buffers.forEach(release), () => {});
+    return null;
+  }
+  outputs.forEach(release);
+  const { READ, WRITE } = modes;
   return {
-    run: (buffers) => compiledModel.run(runner.signatureIndex, buffers),
-    // A copy of the first `bytes` bytes of a tensor buffer.
-    read(buffer, bytes) {
-      const at = buffer.lock(modes.READ);
-      try {
-        return wasm.HEAPU8.slice(at, at + bytes);
-      } finally {
-        buffer.unlock();
-      }
+    run: (buffers) => compiledModel.run(signature, buffers),
+    readByte(buffer) {
+      const at = buffer.lock(READ);
+      const value = wasm.HEAPU8[at];
+      buffer.unlock();
+      return value;
     },
-    write(buffer, array) {
-      const at = buffer.lock(modes.WRITE);
-      try {
-        wasm.HEAPU8.set(new Uint8Array(array.buffer, array.byteOffset, array.byteLength), at);
-      } finally {
-        buffer.unlock();
-      }
+    // Copies the buffer's first `out.length` bytes into the Uint8Array `out`.
+    read(buffer, out) {
+      const at = buffer.lock(READ);
+      const heap = wasm.HEAPU8;
+      for (let i = 0; i < out.length; i++) out[i] = heap[at + i];
+      buffer.unlock();
+    },
+    // Copies `count` bytes of the Uint8Array `bytes` from `from` on into the buffer.
+    write(buffer, bytes, from, count) {
+      const at = buffer.lock(WRITE);
+      const heap = wasm.HEAPU8;
+      for (let i = 0; i < count; i++) heap[at + i] = bytes[from + i];
+      buffer.unlock();
     },
   };
-}
-
-// Runs the step on named inputs (Tensors, or outputs of an earlier step); returns the outputs
-// by name, each for the caller to `release`: Tensors through run(), the compiled model's
-// tensor buffers on the direct path.
-async function step(entry, inputs) {
-  const args = entry.order.map((name) => inputs[name]);
-  const outputs = entry.direct
-    ? await entry.direct.run(
-        args.map((x) => (x instanceof LiteRT.Tensor ? x.liteRtTensorBuffer : x)),
-      )
-    : await entry.runner.run(args);
-  const byName = {};
-  entry.outputNames.forEach((name, i) => {
-    byName[name] = outputs[i];
-  });
-  return byName;
-}
-
-// The step's `passed` (0 or 1) and `point` (3 floats) of one step's outputs.
-function readPassed(entry, output) {
-  return entry.direct ? entry.direct.read(output, 1)[0] : output.toTypedArray()[0];
-}
-
-function readPoint(entry, output) {
-  return entry.direct
-    ? new Float32Array(entry.direct.read(output, 12).buffer)
-    : output.toTypedArray();
 }
 
 // Frees a Tensor or a tensor buffer of the direct path (wasm memory is not collected).
@@ -262,6 +250,103 @@ function release(value) {
   } else if (!value.isDeleted()) {
     value.delete();
   }
+}
+
+// The step of one line, fed back as export/litert_runner.py feeds it: the text, its mask and
+// the bias are set once; `step(draws, t, point)` runs step t on the point and the state of
+// the step before (the start point, a point given to `setPoint`, and zeros at first), with
+// the four draws of step t, writes the step's point into the Float32Array `point` and
+// returns whether its `passed` is 1; the step's point and state become the next step's
+// inputs. `release()` frees what it holds. On the direct path a step makes no JavaScript
+// objects but the outputs' handles, and `step` returns its answer, not a promise.
+function lineSteps(entry, oneHot, mask, bias, start) {
+  const { Tensor } = LiteRT;
+  const { textLength: length, alphabetSize: size, stateWidth } = entry;
+  const made = {
+    text: new Tensor(oneHot, [1, length, size]),
+    text_mask: new Tensor(mask, [1, length]),
+    bias: new Tensor(new Float32Array([bias]), [1]),
+    draws: new Tensor(new Float32Array(4), [1, 4]), // rewritten each step (direct path)
+    point: new Tensor(start, [1, 3]),
+    state: new Tensor(new Float32Array(stateWidth), [1, stateWidth]),
+  };
+  return entry.direct ? directSteps(entry, made) : tensorSteps(entry, made);
+}
+
+function directSteps(entry, made) {
+  const { direct } = entry;
+  const args = entry.order.map((name) => made[name].liteRtTensorBuffer);
+  const at = (names, name) => names.indexOf(name);
+  const [pointIn, stateIn] = ["point", "state"].map((name) => at(entry.order, name));
+  const [pointOut, stateOut, passedOut] = ["point", "state", "passed"].map((name) =>
+    at(entry.outputNames, name),
+  );
+  const read = [pointOut, stateOut, passedOut];
+  const unread = entry.outputNames.map((_, i) => i).filter((i) => !read.includes(i));
+  const drawsBuffer = args[at(entry.order, "draws")];
+  const pointBytes = new Float32Array(3);
+  const pointView = new Uint8Array(pointBytes.buffer);
+  // The step's point and state inputs: the made tensors' buffers, then the outputs of the
+  // step before; owned here from now on (their Tensors are not used again).
+  let point = args[pointIn];
+  let state = args[stateIn];
+  return {
+    setPoint(values) {
+      direct.write(point, new Uint8Array(values.buffer, values.byteOffset, 12), 0, 12);
+    },
+    step(drawBytes, t, out) {
+      direct.write(drawsBuffer, drawBytes, 16 * t, 16);
+      args[pointIn] = point;
+      args[stateIn] = state;
+      const outputs = direct.run(args);
+      for (const i of unread) outputs[i].delete();
+      const passed = direct.readByte(outputs[passedOut]) !== 0;
+      outputs[passedOut].delete();
+      direct.read(outputs[pointOut], pointView);
+      out.set(pointBytes);
+      point.delete();
+      state.delete();
+      point = outputs[pointOut];
+      state = outputs[stateOut];
+      return passed;
+    },
+    release() {
+      for (const name of ["text", "text_mask", "bias", "draws"]) release(made[name]);
+      release(point);
+      release(state);
+    },
+  };
+}
+
+// Through LiteRT.js' public API (Tensors and run()): where the direct path is not available.
+function tensorSteps(entry, made) {
+  const { Tensor } = LiteRT;
+  const inputs = { ...made };
+  return {
+    setPoint(values) {
+      release(inputs.point);
+      inputs.point = new Tensor(values.slice(), [1, 3]);
+    },
+    async step(drawBytes, t, out) {
+      const draws = new Float32Array(drawBytes.buffer, drawBytes.byteOffset + 16 * t, 4);
+      release(inputs.draws);
+      inputs.draws = new Tensor(draws.slice(), [1, 4]);
+      const outputs = await entry.runner.run(inputs);
+      const passed = outputs.passed.toTypedArray()[0] !== 0;
+      out.set(outputs.point.toTypedArray());
+      for (const name in outputs) {
+        if (name !== "point" && name !== "state") release(outputs[name]);
+      }
+      release(inputs.point);
+      release(inputs.state);
+      inputs.point = outputs.point;
+      inputs.state = outputs.state;
+      return passed;
+    },
+    release() {
+      for (const name in inputs) release(inputs[name]);
+    },
+  };
 }
 
 function encode(text, textLength) {
@@ -312,7 +397,7 @@ async function write({ job, lines, bias, seed, int8, prime }) {
     }
     seconds += (performance.now() - started) / 1000;
     points += result.steps;
-    self.postMessage({ type: "line", job, line: index, ...result });
+    self.postMessage({ type: "line", job, line: index, ...result }, [result.strokes.buffer]);
   }
   self.postMessage({ type: "done", job, points, seconds });
 }
@@ -320,11 +405,10 @@ async function write({ job, lines, bias, seed, int8, prime }) {
 // One line; returns {strokes, finished, steps} or null when cancelled. `job` null: a line
 // of nobody's (the warm-up), whose points are not posted; `limit`: the most steps to run.
 async function writeLine(entry, job, index, line, bias, seed, prime, limit = Infinity) {
-  const { Tensor } = LiteRT;
   const meta = sampler.meta;
   const full = prime ? `${prime.text} ${line}` : line;
   const ids = encode(full, entry.textLength);
-  const { textLength: length, alphabetSize: size, stateWidth } = entry;
+  const { textLength: length, alphabetSize: size } = entry;
   const oneHot = new Float32Array(length * size);
   const mask = new Float32Array(length);
   ids.forEach((id, u) => {
@@ -334,83 +418,39 @@ async function writeLine(entry, job, index, line, bias, seed, prime, limit = Inf
   const budget = Math.ceil(meta.points_per_char * ([...line].length + 1));
   const steps = Math.min(budget + 1, limit);
   const draws = HandwritingDraws.lineDraws(seed, index, steps);
-  const keep = [
-    new Tensor(oneHot, [1, length, size]),
-    new Tensor(mask, [1, length]),
-    new Tensor(new Float32Array([bias]), [1]),
-    new Tensor(new Float32Array(4), [1, 4]), // the draws, rewritten each step (direct path)
-  ];
-  const [text, textMask, biasTensor, lineDraws] = keep;
-  let state = new Tensor(new Float32Array(stateWidth), [1, stateWidth]);
-  let point;
+  const drawBytes = new Uint8Array(draws.buffer, draws.byteOffset, draws.byteLength);
+  // Teacher forcing over the prime: the network reads its points; the last one is read by
+  // the first step of the loop below (as the start point is without a prime).
+  const read = prime ? normalize(prime.strokes) : new Float32Array(meta.start_point);
+  const stepper = lineSteps(entry, oneHot, mask, bias, read.subarray(0, 3));
+  const point = new Float32Array(3); // the step's point, normalised
   const drawn = new Float32Array(steps * 3); // denormalised points
   let count = 0;
   let finished = false;
   try {
-    // Teacher forcing over the prime: the network reads its points; the last one is read by
-    // the first step of the loop below (as the start point is without a prime).
-    const read = prime ? normalize(prime.strokes) : new Float32Array(meta.start_point);
-    const still = new Float32Array(4); // draws of the prime's steps: their points are unused
+    const still = new Uint8Array(16); // draws of the prime's steps: their points are unused
     for (let n = 0; n + 3 < read.length; n += 3) {
-      const pointTensor = new Tensor(read.slice(n, n + 3), [1, 3]);
-      const drawsTensor = new Tensor(still, [1, 4]);
-      const outputs = await step(entry, {
-        point: pointTensor,
-        state,
-        text,
-        text_mask: textMask,
-        draws: drawsTensor,
-        bias: biasTensor,
-      });
-      release(pointTensor);
-      release(drawsTensor);
-      release(state);
-      state = outputs.state;
-      for (const name in outputs) if (name !== "state") release(outputs[name]);
+      if (n > 0) stepper.setPoint(read.subarray(n, n + 3));
+      await stepper.step(still, 0, point);
     }
-    point = new Tensor(read.slice(read.length - 3), [1, 3]);
+    if (read.length > 3) stepper.setPoint(read.subarray(read.length - 3));
     let lastPost = performance.now();
     let lastYield = lastPost;
     let posted = 0;
     for (let t = 0; t < steps; t++) {
-      const stepDraws = draws.subarray(4 * t, 4 * t + 4);
-      let drawsTensor = lineDraws;
-      if (entry.direct) entry.direct.write(lineDraws.liteRtTensorBuffer, stepDraws);
-      else drawsTensor = new Tensor(stepDraws.slice(), [1, 4]);
-      const outputs = await step(entry, {
-        point,
-        state,
-        text,
-        text_mask: textMask,
-        draws: drawsTensor,
-        bias: biasTensor,
-      });
-      if (drawsTensor !== lineDraws) release(drawsTensor);
-      release(outputs.phi);
-      release(outputs.phi_end);
-      release(outputs.head);
-      const passed = readPassed(entry, outputs.passed) !== 0;
-      release(outputs.passed);
+      // The direct path's step returns its answer: no promise to wait for.
+      let passed = stepper.step(drawBytes, t, point);
+      if (!entry.direct) passed = await passed;
       if (passed || t >= budget) {
-        release(outputs.point);
-        release(outputs.state);
         finished = passed;
         break;
       }
-      denormalizePoint(readPoint(entry, outputs.point), drawn, 3 * count);
+      denormalizePoint(point, drawn, 3 * count);
       count += 1;
-      release(point);
-      release(state);
-      point = outputs.point;
-      state = outputs.state;
       const now = performance.now();
       if (job !== null && now - lastPost >= POST_INTERVAL_MS) {
-        self.postMessage({
-          type: "points",
-          job,
-          line: index,
-          points: drawn.slice(3 * posted, 3 * count),
-        });
+        const points = drawn.slice(3 * posted, 3 * count);
+        self.postMessage({ type: "points", job, line: index, points }, [points.buffer]);
         posted = count;
         lastPost = now;
       }
@@ -421,9 +461,7 @@ async function writeLine(entry, job, index, line, bias, seed, prime, limit = Inf
       }
     }
   } finally {
-    for (const tensor of keep) release(tensor);
-    release(state);
-    release(point);
+    stepper.release();
   }
   // finish_line: the start point first on an unprimed line, eos = 1 on the last point.
   const origin = prime ? 0 : 1;

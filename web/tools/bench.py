@@ -6,9 +6,10 @@ Writes the same 40-character line with the same seed in the page (headless chrom
 worker's own clock over its sampling loops, after its warm-up) and with
 `export/litert_runner.py` (one CPU thread, as the page's single-threaded wasm runtime, and the
 runner's default), float32 and int8, in turns (the machine's load changes: each round runs
-all three one after the other); prints the median points per second of each and the median
-of the page's share of the one-thread runner's per round. The page's figures include what it
-does per point besides the step: reading the outputs, posting the points and drawing them.
+all three one after the other); prints the median points per second of each, the median of
+the page's share of the one-thread runner's per round and the median time the page took for
+the line. The page's figures include what it does per point besides the step: reading the
+outputs, posting the points and drawing them.
 """
 
 import argparse
@@ -39,11 +40,11 @@ class PageSampler:
         self.write()  # compiles and warms up the variant
 
     def write(self):
-        """Writes the line; returns (points per second, points)."""
+        """Writes the line; returns (points per second, points, seconds)."""
         self.page.click("#write")
         self.page.wait_for_selector("body[data-state=done]", timeout=TIMEOUT_MS)
         run = self.page.evaluate("handwritingPage.lastRun")
-        return run["points"] / run["seconds"], run["points"]
+        return run["points"] / run["seconds"], run["points"], run["seconds"]
 
 
 class RunnerSampler:
@@ -62,8 +63,9 @@ class RunnerSampler:
     def write(self):
         started = time.perf_counter()
         strokes, _ = self.sampler.write(TEXT, self.bias, self.seed)
+        seconds = time.perf_counter() - started
         points = len(strokes) - 1
-        return points / (time.perf_counter() - started), points
+        return points / seconds, points, seconds
 
 
 def compare(model_dir=None, *, repeats=3, bias=1.0, seed=1) -> list:
@@ -71,7 +73,8 @@ def compare(model_dir=None, *, repeats=3, bias=1.0, seed=1) -> list:
 
     Returns a dict per sampler variant (`float32`, `int8`): `page`, `runner_1`,
     `runner_default` (median points per second), `share` (median of the page's points per
-    second over the one-thread runner's, round by round) and `points` (page, runner).
+    second over the one-thread runner's, round by round), `points` (page, runner) and
+    `page_seconds` (median seconds the page took for the line).
     """
     sys.path.insert(0, ROOT)
     from handwriting import export_cache, serve
@@ -101,6 +104,7 @@ def compare(model_dir=None, *, repeats=3, bias=1.0, seed=1) -> list:
                         "runner_default": medians[2],
                         "share": statistics.median(r[0][0] / r[1][0] for r in rounds),
                         "points": (rounds[0][0][1], rounds[0][1][1]),
+                        "page_seconds": statistics.median(r[0][2] for r in rounds),
                         "export": export_dir,
                     }
                 )
@@ -118,13 +122,16 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     results = compare(args.model, repeats=args.repeats, bias=args.bias, seed=args.seed)
     print(f"model {results[0]['export']}, text {TEXT!r}, bias {args.bias}, seed {args.seed}")
-    print("| sampler | page points/s | runner, 1 thread | runner, default | page / runner 1 |")
-    print("|---|---|---|---|---|")
+    print(
+        "| sampler | page points/s | runner, 1 thread | runner, default | page / runner 1 "
+        "| page's line |"
+    )
+    print("|---|---|---|---|---|---|")
     for r in results:
         points = f"{r['points'][0]} / {r['points'][1]} points"
         print(
             f"| {r['variant']} ({points}) | {r['page']:,.0f} | {r['runner_1']:,.0f} | "
-            f"{r['runner_default']:,.0f} | {r['share']:.2f} |"
+            f"{r['runner_default']:,.0f} | {r['share']:.2f} | {r['page_seconds']:.2f} s |"
         )
     return 0
 
