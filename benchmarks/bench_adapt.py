@@ -14,6 +14,10 @@ held-out sentences at bias 1 (one seed), so that legibility is seen not to colla
 
     python -m benchmarks.bench_adapt --model handwriting/assets/demo --data data/corpus
     python -m benchmarks --only adapt
+
+`--figure PNG` also draws, for each writer, one of W's held-out lines and its text written by
+the base, the primed and the adapted model (the largest k) at bias 1, seed 0 (as in
+docs/adapt-styles.png).
 """
 
 import argparse
@@ -46,7 +50,9 @@ def writer_lines(data_dir, split="valid") -> dict:
     return out
 
 
-def writer_rows(model_dir, writer, lines, ks, minutes, workdir) -> list:
+def writer_rows(model_dir, writer, lines, ks, minutes, workdir, picture=None) -> list:
+    """The benchmark rows of one writer; with `picture` (a list), appends `(label, strokes)`
+    of W's first held-out line and of its text written by each model to it."""
     from handwriting import ctc, legibility, sample
     from handwriting.adapt import adapt
     from handwriting.likelihood import line_likelihoods, summary
@@ -62,11 +68,20 @@ def writer_rows(model_dir, writer, lines, ks, minutes, workdir) -> list:
         "primed": summary(line_likelihoods(synth, held, prime))["nats_per_point"],
     }
     reader = load_reader(legibility.DEFAULT_READER_DIR)
+    text = held[0][0]
+    if picture is not None:
+        picture.append((f"{writer}, a held-out line", held[0][1]))
+        for name, kwargs in (("base", {}), ("primed with another line", {"prime": prime})):
+            drawn = sample.generate(synth, text, bias=1.0, seed=0, **kwargs)[0].strokes
+            picture.append((f"{writer}, {name}", drawn))
     cer = {}
     for k in ks:
         out = os.path.join(workdir, f"{writer}-k{k}")
         result = adapt(model_dir, rest[:k], out, minutes=minutes, log=lambda *a: None, verbose=0)
         adapted = sample.load(out)
+        if picture is not None and k == max(ks):
+            drawn = sample.generate(adapted, text, bias=1.0, seed=0)[0].strokes
+            picture.append((f"{writer}, adapted on {k} lines", drawn))
         figures[f"adapted k={k}"] = summary(line_likelihoods(adapted, held))["nats_per_point"]
         found = legibility.sample_readings(
             adapted, reader, legibility.HELD_OUT_TEXTS, bias=1.0, seeds=(0,)
@@ -100,11 +115,19 @@ def run(args):
     writers = writer_lines(data_dir)
     limit = getattr(args, "writers", BENCH_WRITERS) or len(writers)
     rows = []
+    figure = getattr(args, "figure", None)
+    picture = [] if figure else None
     with tempfile.TemporaryDirectory() as workdir:
         for writer in sorted(writers)[:limit]:
-            rows += writer_rows(
-                model_dir, writer, writers[writer], ks, getattr(args, "minutes", MINUTES), workdir
-            )
+            minutes = getattr(args, "minutes", MINUTES)
+            rows += writer_rows(model_dir, writer, writers[writer], ks, minutes, workdir, picture)
+    if figure:
+        from handwriting import render
+
+        labels, strokes = zip(*picture, strict=True)
+        image = render.to_image(list(strokes), labels=list(labels), line_height_px=72)
+        render.save_png(image, figure)
+        print(f"# wrote {figure}", file=sys.stderr)
     return rows
 
 
@@ -117,6 +140,9 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--writers", type=int, default=0, help="first N writers (0: all)")
     parser.add_argument("--minutes", type=float, default=MINUTES, help="budget per adaptation")
+    parser.add_argument(
+        "--figure", help="also draw each writer's line, base, primed and adapted into this PNG"
+    )
     args = parser.parse_args(argv)
     for row in run(args):
         print(
