@@ -120,6 +120,13 @@ def run(args):
     with tempfile.TemporaryDirectory() as workdir:
         for writer in sorted(writers)[:limit]:
             minutes = getattr(args, "minutes", MINUTES)
+            if len(writers[writer]) < HELD_OUT + max(ks):  # k lines besides the held-out ones
+                print(
+                    f"# adapt: writer {writer} left out: {len(writers[writer])} lines, "
+                    f"{HELD_OUT} held out + k = {max(ks)} needed",
+                    file=sys.stderr,
+                )
+                continue
             rows += writer_rows(model_dir, writer, writers[writer], ks, minutes, workdir, picture)
     if figure:
         from handwriting import render
