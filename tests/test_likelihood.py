@@ -71,7 +71,7 @@ def test_nll_of_lines_with_and_without_a_prime_matches_a_reference(model_dir, tm
     assert plain["nats_per_line"] == pytest.approx(sum(expected) / 2, rel=2e-5)
 
     # Primed: the network reads the prime (pen lifted at its end), then the line goes on
-    # from that state; computed here in two calls, the state carried over.
+    # from that state, as one line; computed here in two calls, the state carried over.
     code = cli.main(
         ["nll", "--model", model_dir, "--lines", lines_path, "--prime", prime_path, "--json"]
     )
@@ -83,8 +83,14 @@ def test_nll_of_lines_with_and_without_a_prime_matches_a_reference(model_dir, tm
         prime_points = prime[1].copy()
         prime_points[-1, 2] = 1.0
         _, state = _nll(synth, full, prime_points, np.zeros((21, 3)))
-        # The prime's last point is followed by the line's first offset (not scored).
-        nats, _ = _nll(synth, full, strokes[1:-1], strokes[2:], state)
+        # The line starts one word gap (the prime's width over its 5 characters) right of the
+        # prime's rightmost point, at the height of its origin; that first move is not scored.
+        x = np.cumsum(prime[1][:, 0])
+        y = np.cumsum(prime[1][:, 1])
+        inputs = strokes[1:-1].copy()
+        inputs[0, 0] += x.max() + (x.max() - x.min()) / 5 - x[-1]
+        inputs[0, 1] += -y[-1]
+        nats, _ = _nll(synth, full, inputs, strokes[2:], state)
         expected.append(nats)
     np.testing.assert_allclose([line["nats"] for line in primed["per_line"]], expected, rtol=2e-5)
     assert primed["nats_per_point"] != pytest.approx(plain["nats_per_point"], rel=1e-3)
