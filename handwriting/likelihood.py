@@ -47,8 +47,8 @@ def continuation_offset(prime_points, prime_text) -> np.ndarray:
     height of its origin, as the text `"<prime> <line>"` is one line.
 
     Joined at the prime's last point instead, the line's first letter overlaps the prime's
-    last one, no move marks the space, and the window stays behind by two characters for the
-    rest of the line on most of the corpus' validation writers (BENCHMARKS.md, "Priming").
+    last one, no move marks the space, and the window stayed two characters behind for the
+    rest of the line in 4 of 9 primes measured (BENCHMARKS.md, "Priming").
     """
     xy = np.cumsum(np.asarray(prime_points, np.float64)[:, :2], axis=0)  # origin first
     gap = (xy[:, 0].max() - xy[:, 0].min()) / max(len(prime_text), 1)
