@@ -43,7 +43,7 @@ import zipfile
 from handwriting import files, rundir
 from handwriting.alphabet import Alphabet
 from handwriting.errors import SampleError
-from handwriting.export_cache import exporter_environment
+from handwriting.export_cache import child_error, exporter_environment
 from handwriting.export_layout import is_previous_export
 from handwriting.strokes import (
     MAX_PRIME_POINTS,
@@ -429,13 +429,10 @@ def _failure(log_path, code: int) -> str:
     """A failed child's message: its last `error: ...` line, else its exit status and log."""
     try:
         with open(log_path, encoding="utf-8", errors="replace") as f:
-            lines = [line.strip() for line in f]
+            reason = child_error(f)
     except OSError:
-        lines = []
-    for line in reversed(lines):
-        if line.startswith("error: "):
-            return line[len("error: ") :]
-    return f"exit status {code}; its output is in {log_path}"
+        reason = None
+    return reason if reason is not None else f"exit status {code}; its output is in {log_path}"
 
 
 def _terminate(process: subprocess.Popen) -> None:

@@ -133,13 +133,22 @@ def exporter_environment() -> tuple:
     return root, {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
 
 
+def child_error(lines) -> str | None:
+    """The last `error: ...` line a project command printed (what follows `error: `), or
+    None: the reason a failed child gives (`python -m export`, `python -m handwriting`)."""
+    for line in reversed([line.strip() for line in lines]):
+        if line.startswith("error: "):
+            return line[len("error: ") :]
+    return None
+
+
 def _failure(done: subprocess.CompletedProcess) -> str:
     """Why the exporter failed: its last `error: ...` line, else its exit status and the last
     `QUOTED_LINES` lines of its stderr."""
     lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-    for line in reversed(lines):
-        if line.startswith("error: "):
-            return line[len("error: ") :]
+    reason = child_error(lines)
+    if reason is not None:
+        return reason
     code = done.returncode
     status = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
     return " | ".join([f"python -m export failed ({status})", *lines[-QUOTED_LINES:]])

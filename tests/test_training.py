@@ -364,6 +364,19 @@ def _kept_weights(run_dir):
     ).get_weights()
 
 
+def _train_scored(config, run_dir, scorer, resume=False, log=_quiet):
+    """`training.train` with `scorer` (a `ScriptedLegibility`) as the legibility function."""
+    training.train(
+        config,
+        run_dir,
+        resume=resume,
+        after_step=[scorer.after_step],
+        legibility=scorer,
+        verbose=0,
+        log=log,
+    )
+
+
 def _same_weights(a, b):
     return all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
@@ -376,14 +389,7 @@ def test_keep_legibility_keeps_the_most_legible_network_across_a_resume(corpus, 
     extra = ["train.max_steps=9", "train.sample_every_steps=2", "train.keep=legibility"]
     whole = ScriptedLegibility(cers)
     logs = []
-    training.train(
-        tiny_config(corpus, *extra),
-        str(tmp_path / "whole"),
-        after_step=[whole.after_step],
-        legibility=whole,
-        verbose=0,
-        log=logs.append,
-    )
+    _train_scored(tiny_config(corpus, *extra), str(tmp_path / "whole"), whole, log=logs.append)
     state = rundir.TrainingState.load(str(tmp_path / "whole"))
     assert (state.step, state.best_cer, state.best_cer_step) == (9, 0.5, 2)
     assert state.best_step in (4, 8, 9)  # the validations' steps
@@ -392,26 +398,13 @@ def test_keep_legibility_keeps_the_most_legible_network_across_a_resume(corpus, 
     # Stopped at step 6, resumed to 9: the same network is kept.
     resumed = ScriptedLegibility(cers)
     for steps, resume in (("train.max_steps=6", False), ("train.max_steps=9", True)):
-        training.train(
-            tiny_config(corpus, *extra, steps),
-            str(tmp_path / "resumed"),
-            resume=resume,
-            after_step=[resumed.after_step],
-            legibility=resumed,
-            verbose=0,
-            log=_quiet,
+        _train_scored(
+            tiny_config(corpus, *extra, steps), str(tmp_path / "resumed"), resumed, resume
         )
     assert _same_weights(_kept_weights(str(tmp_path / "resumed")), whole.weights[2])
     # The last network is scored when it is the best.
     last = ScriptedLegibility({**cers, 9: 0.1})
-    training.train(
-        tiny_config(corpus, *extra),
-        str(tmp_path / "last"),
-        after_step=[last.after_step],
-        legibility=last,
-        verbose=0,
-        log=_quiet,
-    )
+    _train_scored(tiny_config(corpus, *extra), str(tmp_path / "last"), last)
     assert rundir.TrainingState.load(str(tmp_path / "last")).best_cer_step == 9
     assert _same_weights(_kept_weights(str(tmp_path / "last")), last.weights[9])
 
@@ -419,14 +412,7 @@ def test_keep_legibility_keeps_the_most_legible_network_across_a_resume(corpus, 
 def test_keep_val_loss_records_the_best_legibility_but_keeps_by_loss(corpus, tmp_path):
     scorer = ScriptedLegibility({2: 0.9, 4: 0.5, 6: 0.7, 8: 0.6, 10: 0.8})
     run_dir = str(tmp_path / "run")
-    training.train(
-        tiny_config(corpus, "train.sample_every_steps=2"),
-        run_dir,
-        after_step=[scorer.after_step],
-        legibility=scorer,
-        verbose=0,
-        log=_quiet,
-    )
+    _train_scored(tiny_config(corpus, "train.sample_every_steps=2"), run_dir, scorer)
     state = rundir.TrainingState.load(run_dir)
     assert (state.best_cer, state.best_cer_step) == (0.5, 4)
     assert _same_weights(_kept_weights(run_dir), scorer.weights[state.best_step])
