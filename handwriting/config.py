@@ -95,6 +95,11 @@ class TrainConfig:
     optimizer: str = "adam"
     # Step size (Graves: 1e-4 with his optimiser; Adam: 1e-3).
     learning_rate: float = 1e-3
+    # Cosine decay of the step size (Loshchilov & Hutter 2016) from `learning_rate` to
+    # `learning_rate * lr_final_fraction` over the first `lr_decay_steps` optimiser steps, then
+    # held there; 0 steps: a constant step size.
+    lr_decay_steps: int = 0
+    lr_final_fraction: float = 0.1
     # Momentum of the "graves" optimiser (Graves: 0.9).
     momentum: float = 0.9
     # Decay of the running gradient moments of the "graves" optimiser (Graves: 0.95).
@@ -163,6 +168,15 @@ class TrainConfig:
             self.optimizer,
         )
         _require(self.learning_rate > 0, "train.learning_rate", "must be > 0", self.learning_rate)
+        _require(
+            self.lr_decay_steps >= 0, "train.lr_decay_steps", "must be >= 0", self.lr_decay_steps
+        )
+        _require(
+            0 <= self.lr_final_fraction <= 1,
+            "train.lr_final_fraction",
+            "must be in [0, 1]",
+            self.lr_final_fraction,
+        )
         _require(0 <= self.momentum < 1, "train.momentum", "must be in [0, 1)", self.momentum)
         _require(0 < self.rms_decay < 1, "train.rms_decay", "must be in (0, 1)", self.rms_decay)
         _require(self.rms_epsilon > 0, "train.rms_epsilon", "must be > 0", self.rms_epsilon)

@@ -454,13 +454,22 @@ def build_optimizer(train_config) -> keras.optimizers.Optimizer:
     Graves eq. 38-41 is `keras.optimizers.RMSprop(centered=True)`: n and g are the running
     second and first moments with decay rms_decay, the step is
     momentum * previous - learning_rate * grad / sqrt(n - g^2 + rms_epsilon).
-    Gradient clipping is done by `HandwritingModel.train_step`, not here.
+    Gradient clipping is done by `HandwritingModel.train_step`, not here. With
+    `lr_decay_steps`, the step size follows `keras.optimizers.schedules.CosineDecay` of the
+    optimiser's own step count, so a resumed run carries on along the same curve.
     """
+    learning_rate = train_config.learning_rate
+    if train_config.lr_decay_steps:
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            learning_rate,
+            decay_steps=train_config.lr_decay_steps,
+            alpha=train_config.lr_final_fraction,
+        )
     if train_config.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=train_config.learning_rate)
+        return keras.optimizers.Adam(learning_rate=learning_rate)
     if train_config.optimizer == "graves":
         return keras.optimizers.RMSprop(
-            learning_rate=train_config.learning_rate,
+            learning_rate=learning_rate,
             rho=train_config.rms_decay,
             momentum=train_config.momentum,
             epsilon=train_config.rms_epsilon,

@@ -62,6 +62,8 @@ def test_overrides_parse_each_type():
         ("units=3", "units: unknown key"),
         ("train.batch_size", "'train.batch_size': an override must read section.field=value"),
         ("train.batch_size=0", "train.batch_size: must be >= 1, received 0"),
+        ("train.lr_decay_steps=-1", "train.lr_decay_steps: must be >= 0, received -1"),
+        ("train.lr_final_fraction=1.5", "train.lr_final_fraction: must be in [0, 1], received 1.5"),
         (
             "model.kind=poetry",
             "model.kind: must be one of ('synthesis', 'prediction'), received 'poetry'",

@@ -310,6 +310,24 @@ def test_kill_and_resume_continues_exactly(reference_run, corpus, tmp_path):
     assert again.step == 10 and again.history == {}
 
 
+def test_the_decayed_learning_rate_carries_on_along_its_curve_after_a_resume(corpus, tmp_path):
+    run_dir = str(tmp_path / "run")
+    config = tiny_config(corpus, "train.lr_decay_steps=6", "train.lr_final_fraction=0.2")
+    with pytest.raises(_Kill):
+        training.train(
+            config, run_dir, after_step=[_kill_after(7)], sample_texts=(), verbose=0, log=_quiet
+        )
+    training.train(config, run_dir, resume=True, sample_texts=(), verbose=0, log=_quiet)
+
+    def cosine(step):  # Loshchilov & Hutter's curve in float64, held after its last step
+        done = min(step, 6) / 6
+        return 0.003 * (0.2 + 0.8 * 0.5 * (1 + np.cos(np.pi * done)))
+
+    logged = events(run_dir, "train")["epoch_learning_rate"]
+    assert [step for step, _ in logged] == [4, 8, 10]
+    np.testing.assert_allclose([v for _, v in logged], [cosine(s) for s in (4, 8, 10)], rtol=1e-5)
+
+
 def _quiet(*args):
     pass
 
