@@ -15,6 +15,10 @@ held-out sentences at bias 1 (one seed), so that legibility is seen not to colla
     python -m benchmarks.bench_adapt --model handwriting/assets/demo --data data/corpus
     python -m benchmarks --only adapt
 
+`--one-line-steps 4 6 8 ...` measures instead how many steps suit adapting on a single line
+(which holds nothing out to stop on): for each writer, the held-out lines' nats per point after
+adapting on one line for each of those step counts (`adapt.ONE_LINE_STEPS` was chosen so).
+
 `--figure PNG` also draws, for each writer, one of W's held-out lines and its text written by
 the base, the primed and the adapted model (the largest k) at bias 1, seed 0 (as in
 docs/adapt-styles.png).
@@ -27,7 +31,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HELD_OUT = 10  # lines of each writer scored
-KS = (3, 5, 10)  # lines adapted on (`--k`)
+KS = (1, 3, 5, 10)  # lines adapted on (`--k`)
 BENCH_KS = (5,)  # ... in `make bench`, which also takes only the first BENCH_WRITERS writers
 BENCH_WRITERS = 2
 MINUTES = 5.0  # adaptation budget per run
@@ -105,6 +109,34 @@ def writer_rows(model_dir, writer, lines, ks, minutes, workdir, picture=None) ->
     return rows
 
 
+def one_line_rows(model_dir, writer, lines, step_counts, workdir) -> list:
+    """Held-out nats per point of one writer after adapting on one line for each step count."""
+    from handwriting import sample
+    from handwriting.adapt import adapt
+    from handwriting.likelihood import line_likelihoods, summary
+
+    held, line = lines[:HELD_OUT], lines[HELD_OUT : HELD_OUT + 1]
+    rows = [
+        {
+            "benchmark": f"{writer}: base",
+            "value": summary(line_likelihoods(sample.load(model_dir), held))["nats_per_point"],
+            "unit": "nats/point",
+        }
+    ]
+    for steps in step_counts:
+        out = os.path.join(workdir, f"{writer}-one-line-{steps}")
+        adapt(model_dir, line, out, steps=steps, log=lambda *a: None, verbose=0)
+        figure = summary(line_likelihoods(sample.load(out), held))["nats_per_point"]
+        rows.append(
+            {
+                "benchmark": f"{writer}: adapted on 1 line, {steps} steps",
+                "value": figure,
+                "unit": "nats/point",
+            }
+        )
+    return rows
+
+
 def run(args):
     model_dir = getattr(args, "model", None) or os.path.join(ROOT, "handwriting", "assets", "demo")
     data_dir = getattr(args, "data", None) or os.path.join(ROOT, "data", "corpus")
@@ -117,8 +149,12 @@ def run(args):
     rows = []
     figure = getattr(args, "figure", None)
     picture = [] if figure else None
+    one_line = tuple(getattr(args, "one_line_steps", None) or ())
     with tempfile.TemporaryDirectory() as workdir:
         for writer in sorted(writers)[:limit]:
+            if one_line:
+                rows += one_line_rows(model_dir, writer, writers[writer], one_line, workdir)
+                continue
             minutes = getattr(args, "minutes", MINUTES)
             if len(writers[writer]) < HELD_OUT + max(ks):  # k lines besides the held-out ones
                 print(
@@ -147,6 +183,13 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--writers", type=int, default=0, help="first N writers (0: all)")
     parser.add_argument("--minutes", type=float, default=MINUTES, help="budget per adaptation")
+    parser.add_argument(
+        "--one-line-steps",
+        type=int,
+        nargs="+",
+        metavar="STEPS",
+        help="instead: held-out nats per point after adapting on one line for each step count",
+    )
     parser.add_argument(
         "--figure", help="also draw each writer's line, base, primed and adapted into this PNG"
     )

@@ -161,8 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
         "adapt",
         help="fine-tune a model on a few lines of one writer's handwriting",
         description="Fine-tunes a synthesis model on a writer's lines (stroke JSON, each line "
-        "with its text), holding some out to stop before it overfits, and writes a model "
-        "directory that write, export and serve take.",
+        "with its text), holding some out to stop before it overfits (from a single line: a "
+        "fixed number of steps), and writes a model directory that write, export and serve "
+        "take.",
     )
     _add_model_argument(adapt, "the model to start from (default: the demo model)")
     adapt.add_argument("--lines", required=True, help="stroke JSON of the writer's lines")
@@ -176,8 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument(
         "--steps",
         type=int,
-        default=adapt_lib.DEFAULT_STEPS,
-        help=f"steps at most (default {adapt_lib.DEFAULT_STEPS})",
+        default=None,
+        help=f"steps at most (default {adapt_lib.DEFAULT_STEPS}; from a single line, which "
+        f"leaves none to hold out, exactly {adapt_lib.ONE_LINE_STEPS})",
     )
     adapt.add_argument(
         "--learning-rate",

@@ -103,6 +103,39 @@ def test_adapting_lowers_the_held_out_nll_and_writes_a_model_directory(model_dir
     assert code == 0 and svg.read_text().startswith("<svg")
 
 
+def test_one_line_adapts_for_a_fixed_number_of_steps_and_keeps_the_last(
+    model_dir, tmp_path, capsys
+):
+    lines = writer_lines(4, seed=1)
+    lines_path = write_lines(tmp_path / "one.json", lines[:1])
+    out = tmp_path / "adapted"
+    progress_path = str(tmp_path / "p.json")
+    options = ["--steps", "10", "--learning-rate", "0.01", "--progress", progress_path]
+    code = cli.main(
+        ["adapt", "--model", model_dir, "--lines", lines_path, "--out", str(out), *options]
+    )
+    logged = capsys.readouterr()
+    assert code == 0, logged.err
+    assert "none held out (a single line: the last step is kept)" in logged.out
+    record = json.loads((out / adapt.ADAPT_FILENAME).read_text())
+    assert (record["lines"], record["held_out"], record["steps"]) == (1, 0, 10)
+    assert record["best_step"] == 10
+    assert record["held_out_before"] is None and record["held_out_after"] is None
+    progress = json.loads((tmp_path / "p.json").read_text())
+    assert progress["step"] == 10 and progress["best_held_out"] is None
+    # The writer's other lines, never seen, are more likely under the adapted network (3.05
+    # -> 2.56 nats per point when written).
+    others = write_lines(tmp_path / "others.json", lines[1:])
+    figures = []
+    for model in (model_dir, str(out)):
+        assert cli.main(["nll", "--model", model, "--lines", others, "--json"]) == 0
+        figures.append(json.loads(capsys.readouterr().out)["nats_per_point"])
+    assert figures[1] < figures[0] - 0.2
+    # Without --steps, a single line runs ONE_LINE_STEPS steps.
+    result = adapt.adapt(model_dir, lines[:1], tmp_path / "again", log=lambda *a: None, verbose=0)
+    assert result.steps == adapt.ONE_LINE_STEPS and result.held_out == 0
+
+
 def test_upper_part_leaves_the_window_as_trained(model_dir, tmp_path):
     before = sample.load(model_dir).model.window_cell.get_weights()
     out = tmp_path / "upper"
@@ -136,7 +169,7 @@ def test_upper_part_leaves_the_window_as_trained(model_dir, tmp_path):
 @pytest.mark.parametrize(
     "lines, message",
     [
-        ([("abc", [[0, 0, 0], [1, 0, 0], [1, 0, 1]])], "1 line(s); adapting needs at least 2"),
+        ([("abc", [[0, 0, 0], [1, 0, 1]])], "line 1: strokes must be (N, 3) with N >= 3"),
         (
             [("abc", [[0, 0, 0], [1, 0, 0], [1, 0, 1]]), ("abc", [[0, 0, 0], [1, 0, 1]])],
             "line 2: strokes must be (N, 3) with N >= 3",
@@ -176,3 +209,10 @@ def test_refuses_an_out_folder_that_holds_files(model_dir, tmp_path, capsys):
     assert code == 2
     assert "exists and is not an empty folder" in capsys.readouterr().err
     assert (out / "thesis.txt").read_text() == "mine"
+
+
+def test_no_line_is_refused_before_the_model_loads(tmp_path):
+    from handwriting.errors import SampleError
+
+    with pytest.raises(SampleError, match=r"^mine\.json: no line; adapting needs at least 1 line"):
+        adapt.adapt(tmp_path / "no-model", [], tmp_path / "out", source="mine.json")
