@@ -152,17 +152,18 @@ def run(args):
     one_line = tuple(getattr(args, "one_line_steps", None) or ())
     with tempfile.TemporaryDirectory() as workdir:
         for writer in sorted(writers)[:limit]:
+            k = 1 if one_line else max(ks)
+            if len(writers[writer]) < HELD_OUT + k:  # k lines besides the held-out ones
+                print(
+                    f"# adapt: writer {writer} left out: {len(writers[writer])} lines, "
+                    f"{HELD_OUT} held out + k = {k} needed",
+                    file=sys.stderr,
+                )
+                continue
             if one_line:
                 rows += one_line_rows(model_dir, writer, writers[writer], one_line, workdir)
                 continue
             minutes = getattr(args, "minutes", MINUTES)
-            if len(writers[writer]) < HELD_OUT + max(ks):  # k lines besides the held-out ones
-                print(
-                    f"# adapt: writer {writer} left out: {len(writers[writer])} lines, "
-                    f"{HELD_OUT} held out + k = {max(ks)} needed",
-                    file=sys.stderr,
-                )
-                continue
             rows += writer_rows(model_dir, writer, writers[writer], ks, minutes, workdir, picture)
     if figure:
         from handwriting import render
