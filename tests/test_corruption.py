@@ -24,7 +24,7 @@ from model_fixtures import write_tiny_model
 from data_prep import shards
 from export import folder as export_folder
 from export import litert_runner, tflite
-from handwriting import data, rundir, training
+from handwriting import data, run_data, rundir, training
 from handwriting.config import preset
 from handwriting.dataset_info import DatasetError, DatasetInfo, Shard, Split, sha256_file
 from handwriting.errors import SampleError, TrainingError
@@ -159,7 +159,7 @@ def test_a_flipped_byte_in_a_validation_shard_is_named_by_training(built, tmp_pa
     original = flip(path, (payload[0] + payload[1]) // 2)
     try:
         with pytest.raises(DatasetError, match=f"^{path}: "):
-            training.validation_batches(config)
+            run_data.validation_batches(config)
         with pytest.raises(DatasetError, match=f"^{path}: "):
             training.train(config, tmp_path / "run", sample_texts=(), verbose=0, log=_quiet)
     finally:

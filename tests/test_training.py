@@ -18,7 +18,17 @@ import tensorflow as tf
 from PIL import Image
 
 import train as train_cli
-from handwriting import data, distribution, legibility, previews, records, rundir, sample, training
+from handwriting import (
+    data,
+    distribution,
+    legibility,
+    previews,
+    records,
+    run_data,
+    rundir,
+    sample,
+    training,
+)
 from handwriting.alphabet import PRINTABLE_ASCII, Alphabet
 from handwriting.config import Config, preset
 from handwriting.dataset_info import DatasetInfo, Shard, Split, sha256_file
@@ -440,7 +450,7 @@ def test_resume_reads_no_batch_twice(corpus, tmp_path, monkeypatch):
     yielded = _recording_pipeline(monkeypatch)
     config = tiny_config(corpus, "train.max_steps=8")  # rounds end at 4, 8; checkpoints at 2, 6
     keras.utils.set_random_seed(config.train.seed)  # as `train` does: the order depends on it
-    stream = iter(training.training_stream(config))
+    stream = iter(run_data.training_stream(config))
     for _ in range(8):
         next(stream)
     uninterrupted = list(yielded)
@@ -473,7 +483,7 @@ def test_curriculum_switches_pieces_once_and_resumes_on_either_side(corpus, tmp_
     )
     keras.utils.set_random_seed(config.train.seed)  # as `train` does: the order depends on it
     for step in (0, 4):  # the short pieces' stream, then the long ones' from its start
-        stream = iter(training.training_stream(config, step))
+        stream = iter(run_data.training_stream(config, step))
         for _ in range(4):
             next(stream)
     uninterrupted = list(yielded)
