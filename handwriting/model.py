@@ -31,8 +31,9 @@ import keras
 import tensorflow as tf
 
 from handwriting import mixture
+from handwriting.guided_attention import guided_attention
 from handwriting.lstm import LSTMLayer, clip_gradient, layer_inputs
-from handwriting.window import WindowCell, guided_attention, unroll_window
+from handwriting.window import WindowCell, unroll_window
 
 KINDS = ("synthesis", "prediction")
 POINT_FEATURES = 3  # (dx, dy, eos)
@@ -54,7 +55,7 @@ class HandwritingModel(keras.Model):
         output_gradient_clip: clip of d(per-line loss)/d(head outputs); 0: off.
         clip_norm: global-norm clip of the gradient of the mean per-line loss in `train_step`;
             0: off.
-        guided_attention: weight of the guided-attention loss (`window.guided_attention`)
+        guided_attention: weight of the guided-attention loss (`handwriting.guided_attention`)
             at optimiser step 0, falling linearly to 0 at `guided_attention_steps`; 0: off.
         guided_attention_steps: see `guided_attention`.
 

@@ -18,7 +18,8 @@ masked out of phi, so they never move w. Keras 3's `RNN` layer passes no constan
 layer that owns the cell drives it: `unroll_window` runs it over a sequence with
 `tf.while_loop`, after projecting all input points at once (`project_inputs`, one matmul);
 only the recurrent part runs step by step, and its backward pass is written out
-(`window_sequence`, equations B1-B9) rather than left to autodiff of the loop.
+(`window_sequence`; equations B1-B9 in `handwriting.window_backward`) rather than left to
+autodiff of the loop. The guided-attention loss on the window is `handwriting.guided_attention`.
 
 Axes: B batch, T pen steps, U characters, V alphabet, K window Gaussians, H units.
 kappa is float32 under every dtype policy; so are phi and the cell state c.
@@ -29,14 +30,8 @@ import math
 import keras
 import tensorflow as tf
 
-from handwriting.lstm import (
-    clip_gradient,
-    kernel_gradient,
-    lstm_bias_initializer,
-    lstm_update,
-    lstm_update_backward,
-    matmul_last_axis,
-)
+from handwriting import window_backward
+from handwriting.lstm import clip_gradient, lstm_bias_initializer, lstm_update, matmul_last_axis
 
 
 @keras.saving.register_keras_serializable(package="handwriting")
@@ -224,57 +219,6 @@ def attention(alpha, beta, kappa, chars_mask):
     return phi * chars_mask
 
 
-# Width (in characters) of the guided-attention target around a point's known character,
-# and around the diagonal where a line has no alignment (the diagonal is only a rough guide).
-GUIDE_WIDTH = 1.0
-DIAGONAL_GUIDE_WIDTH = 3.0
-
-
-def guided_attention(phi, alignment, strokes_mask, chars_mask):
-    """The guided-attention loss of each line: how far the window looks from where it should.
-
-    After Tachibana, Uenoyama and Aihara (2017), "Efficiently trainable text-to-speech system
-    based on deep convolutional networks with guided attention", adapted to the window's
-    unnormalised weights: at each point t the window's weights are normalised over the
-    characters, p_t(u) = phi(t, u) / sum_v phi(t, v), and the loss is
-
-        -log( sum_u p_t(u) exp(-(u - a_t)^2 / (2 s^2)) + 1e-6 )
-
-    with a_t the character point t writes (the data's alignment, s = `GUIDE_WIDTH`), or, on a
-    line without an alignment, the diagonal a_t = (t + 1/2) U / T - 1/2 (s =
-    `DIAGONAL_GUIDE_WIDTH`). It is 0 when the window's weight lies on a_t and grows as it
-    moves away; the scale of phi does not matter.
-
-    Args:
-        phi: `(B, T, U)` window weights (`HandwritingModel.forward`).
-        alignment: `(B, T)` int, the character of each target point, -1 where unknown.
-        strokes_mask: `(B, T)`, True at a line's real steps.
-        chars_mask: `(B, U)`, True at a line's real characters.
-
-    Returns:
-        `(B,)` float32: the loss summed over each line's steps.
-    """
-    phi = tf.cast(phi, tf.float32)
-    steps = tf.cast(strokes_mask, tf.float32)  # [B, T]
-    chars = tf.cast(chars_mask, tf.float32)  # [B, U]
-    alignment = tf.cast(alignment, tf.float32)
-    line_steps = tf.reduce_sum(steps, axis=1, keepdims=True)  # [B, 1]
-    line_chars = tf.reduce_sum(chars, axis=1, keepdims=True)  # [B, 1]
-    t = tf.cast(tf.range(tf.shape(phi)[1]), tf.float32)[None, :]  # [1, T]
-    diagonal = (t + 0.5) * line_chars / tf.maximum(line_steps, 1.0) - 0.5
-    aligned = tf.reduce_any(alignment >= 0, axis=1, keepdims=True)  # [B, 1]
-    target = tf.where(aligned, alignment, diagonal)  # [B, T]
-    width = tf.where(aligned, GUIDE_WIDTH, DIAGONAL_GUIDE_WIDTH)[:, :, None]  # [B, 1, 1]
-    u = tf.cast(tf.range(tf.shape(phi)[2]), tf.float32)[None, None, :]  # [1, 1, U]
-    closeness = tf.exp(-tf.square(u - target[:, :, None]) / (2.0 * tf.square(width)))
-    weights = phi * chars[:, None, :]
-    share = tf.reduce_sum(weights * closeness, -1) / (tf.reduce_sum(weights, -1) + 1e-8)
-    per_step = -tf.math.log(share + 1e-6)
-    # A point of an aligned line whose character is unknown (none in the corpus) counts 0.
-    known = steps * tf.cast(tf.logical_or(tf.logical_not(aligned), alignment >= 0), tf.float32)
-    return tf.reduce_sum(per_step * known, axis=1)
-
-
 def window_params(h, attention_kernel, attention_bias):
     """The window params `exp(h W_a + b_a)` (eq. 48-51), packed: `(B, 3K)` float32.
 
@@ -361,26 +305,7 @@ def window_sequence(
     through stacks, about four times the forward's cost here; this keeps what the backward
     needs (the LSTM activations, c, the window params) and runs one loop of its derivatives.
 
-    Backward, for t = T-1 .. 0, with dX = dL/dX. On entering step t, dh, dw, dphi, dkappa
-    and dc hold the upstream derivatives of step t's outputs plus what step t+1 sent back (h
-    and w through a_{t+1}, kappa through kappa_{t+1}, c through c_{t+1}); m_u is the mask,
-    C = (c_uv) the one-hot text, e_ku = exp(-beta_k (kappa_k - u)^2), d_ku = kappa_k - u,
-    p = (alpha_hat, beta_hat, kappa_hat) = h_t W_a + b_a and a = LSTM-1's pre-activations:
-
-        dphi_u    = m_u (dphi_u + sum_v dw_v c_uv)                     (B1) eq. 47, 46's mask
-        dalpha_k  = sum_u dphi_u e_ku                                  (B2) eq. 46
-        dbeta_k   = -sum_u dphi_u alpha_k e_ku d_ku^2                  (B3) eq. 46
-        dkappa_k += -2 beta_k sum_u dphi_u alpha_k e_ku d_ku           (B4) eq. 46; also
-                    dkappa_{t-1}, as kappa_t = kappa_{t-1} + kappa_step (eq. 51)
-        dp        = [dalpha alpha, dbeta beta, dkappa kappa_step]      (B5) eq. 49-51
-        dh       += dp W_a^T                                           (B6) eq. 48
-        da, dc_{t-1} = LSTM backward, clipped (`lstm.lstm_update_backward`, L1-L4)  (B7)
-        [dw_{t-1}, dh_{t-1}] = da W_r^T                                (B8)
-
-    and after the loop, one matmul or sum over all steps each:
-
-        dW_r = sum_t [w_{t-1}, h_{t-1}]^T da_t,  dW_a = sum_t h_t^T dp_t,
-        db_a = sum_t dp_t,  d(projected)_t = da_t                      (B9)
+    The backward's equations (B1-B9) and its loop are in `handwriting.window_backward`.
 
     Args:
         projected: `(T, B, 4H)` x_t W_x + b, in the compute dtype.
@@ -420,7 +345,7 @@ def window_sequence(
 
         def grad(*upstream):
             differentiated = (kernel, attention_kernel, h0, c0, kappa0, w0)
-            return _window_sequence_backward(
+            return window_backward.sequence_backward(
                 upstream, saved, differentiated, chars_onehot, chars_mask, gradient_clip
             )
 
@@ -428,96 +353,6 @@ def window_sequence(
         return outputs, grad
 
     return run(projected, kernel, attention_kernel, attention_bias, h0, c0, kappa0, w0)
-
-
-def _float32_or_zeros(upstream, like):
-    """An upstream derivative in float32; zeros when the output was not used (None)."""
-    return tf.zeros_like(like, tf.float32) if upstream is None else tf.cast(upstream, tf.float32)
-
-
-def _window_sequence_backward(upstream, saved, differentiated, chars_onehot, chars_mask, clip):
-    """The gradients of `window_sequence`'s 8 inputs from those of its 8 outputs (B1-B9).
-
-    `saved` holds the forward's `(h, w, phi, kappa, c, activations, params)` over all steps;
-    `differentiated` its inputs `(kernel, attention_kernel, h0, c0, kappa0, w0)`.
-    """
-    h_seq, w_seq, phi_seq, kappa_seq, c_seq, act_seq, params_seq = saved
-    kernel, attention_kernel, h0, c0, kappa0, w0 = differentiated
-    dtype = h_seq.dtype
-    likes = (h_seq, w_seq, phi_seq, kappa_seq, h0, c0, kappa0, w0)
-    dh_seq, dw_seq, dphi_seq, dkappa_seq, dh_last, dc_last, dkappa_last, dw_last = (
-        _float32_or_zeros(d, like) for d, like in zip(upstream, likes, strict=True)
-    )
-    steps = tf.shape(h_seq)[0]
-    c_prev_seq = tf.concat([c0[None], c_seq[:-1]], axis=0)
-    constants = (
-        tf.transpose(chars_onehot, [0, 2, 1]),  # C^T [B, V, U]
-        chars_mask,  # [B, U]
-        tf.cast(tf.range(tf.shape(chars_mask)[-1]), tf.float32),  # u [U]
-        tf.transpose(attention_kernel),  # W_a^T [3K, H]
-        tf.transpose(kernel),  # W_r^T [4H, V + H]
-    )
-
-    def back(t, dh, dc, dkappa, dw, dgates_ta, dparams_ta):
-        # dh, dc, dkappa, dw: what step t+1 sent back.
-        into = (dh_seq[t] + dh, dw_seq[t] + dw, dphi_seq[t], dkappa_seq[t] + dkappa, dc)
-        forward = (params_seq[t], kappa_seq[t], act_seq[t], c_prev_seq[t], c_seq[t])
-        dgates, dparams, carry = window_backward_step(into, forward, constants, clip)
-        return (t - 1, *carry, dgates_ta.write(t, dgates), dparams_ta.write(t, dparams))
-
-    arrays = (tf.TensorArray(dtype, size=steps), tf.TensorArray(tf.float32, size=steps))
-    start = (steps - 1, dh_last, dc_last, dkappa_last, dw_last, *arrays)
-    _, dh0, dc0, dkappa0, dw0, dgates_ta, dparams_ta = tf.while_loop(
-        lambda t, *_: t >= 0, back, start, maximum_iterations=steps
-    )
-    dgates_seq, dparams_seq = dgates_ta.stack(), dparams_ta.stack()
-    # (B9): one matmul over all steps for each kernel.
-    w_prev = tf.concat([w0[None], w_seq[:-1]], axis=0)
-    h_prev = tf.concat([h0[None], h_seq[:-1]], axis=0)
-    recurrent = tf.concat([w_prev, h_prev], axis=-1)  # [T, B, V + H]
-    dkernel = tf.cast(kernel_gradient(recurrent, dgates_seq), kernel.dtype)
-    dattention_kernel = kernel_gradient(tf.cast(h_seq, tf.float32), dparams_seq)
-    dinitial = (tf.cast(dh0, h0.dtype), dc0, dkappa0, tf.cast(dw0, w0.dtype))
-    return dgates_seq, dkernel, dattention_kernel, tf.reduce_sum(dparams_seq, [0, 1]), *dinitial
-
-
-def window_backward_step(into, forward, constants, gradient_clip):
-    """One step t of the window's backward pass: equations B1-B8 of `window_sequence`.
-
-    Args:
-        into: `(dh, dw, dphi, dkappa, dc)` float32, the derivatives reaching step t's h_t,
-            w_t, phi_t, kappa_t and c_t from the loss and from step t+1.
-        forward: step t's `(params, kappa, activations, c_prev, c)` saved by the forward.
-        constants: `(C^T (B, V, U), chars_mask, u (U,), W_a^T, W_r^T)`.
-        gradient_clip: the LSTM derivative clip (B7); 0: off.
-
-    Returns:
-        `(da_t, dp_t, (dh, dc, dkappa, dw) for step t-1)`: da_t `(B, 4H)` in the compute
-        dtype (W_r^T's), the rest float32.
-    """
-    dh, dw, dphi, dkappa, dc = into
-    params, kappa, activations, c_prev, c = forward
-    onehot_t, chars_mask, positions, attention_kernel_t, kernel_t = constants
-    dtype = kernel_t.dtype
-    dw = tf.cast(dw, dtype)
-    dphi = dphi + tf.cast(tf.squeeze(tf.matmul(dw[:, None], onehot_t), 1), tf.float32)
-    dphi = dphi * chars_mask  # (B1) [B, U]
-    alpha, beta, kappa_step = tf.split(params, 3, axis=-1)  # [B, K] each
-    distance = kappa[:, :, None] - positions  # d_ku [B, K, U]
-    bump = tf.exp(-beta[:, :, None] * tf.square(distance))  # e_ku
-    dbump = dphi[:, None, :] * bump
-    weighted = alpha[:, :, None] * dbump
-    dalpha = tf.reduce_sum(dbump, -1)  # (B2)
-    dbeta = -tf.reduce_sum(weighted * tf.square(distance), -1)  # (B3)
-    dkappa = dkappa - 2.0 * tf.reduce_sum(weighted * beta[:, :, None] * distance, -1)  # (B4)
-    dparams = tf.concat([dalpha * alpha, dbeta * beta, dkappa * kappa_step], axis=-1)  # (B5)
-    dh = dh + tf.matmul(dparams, attention_kernel_t)  # (B6)
-    dgates, dc_prev = lstm_update_backward(dh, dc, activations, c_prev, c, gradient_clip)  # (B7)
-    dgates = tf.cast(dgates, dtype)
-    drecurrent = tf.cast(tf.matmul(dgates, kernel_t), tf.float32)  # (B8)
-    alphabet = onehot_t.shape[1] if onehot_t.shape[1] is not None else tf.shape(onehot_t)[1]
-    dw_prev, dh_prev = drecurrent[:, :alphabet], drecurrent[:, alphabet:]
-    return dgates, dparams, (dh_prev, dc_prev, dkappa, dw_prev)
 
 
 def end_of_text_weight(cell, state, lengths):

@@ -9,7 +9,8 @@ import pytest
 import tensorflow as tf
 
 from handwriting import config as config_lib
-from handwriting import mixture, window
+from handwriting import mixture
+from handwriting.guided_attention import guided_attention
 from handwriting.model import HandwritingModel, build_model, build_optimizer
 
 B, T, U, V, K, M, H = 3, 7, 5, 11, 2, 4, 6
@@ -137,14 +138,14 @@ def test_guided_attention_joins_the_training_gradient_with_an_annealed_weight():
     model.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=False)
     out = model.forward(inputs)
     loss = mixture.sequence_loss(out["head"], targets, weight)
-    guided = window.guided_attention(
+    guided = guided_attention(
         out["phi"], inputs["alignment"], inputs["strokes_mask"], inputs["chars_mask"]
     )
     # Step 0: weight 2. The gradient is that of the mean per-line (NLL + 2 * guided).
     with tf.GradientTape() as tape:
         out = model.forward(inputs)
         line = mixture.sequence_loss(out["head"], targets, weight).line_nll
-        line += 2.0 * window.guided_attention(
+        line += 2.0 * guided_attention(
             out["phi"], inputs["alignment"], inputs["strokes_mask"], inputs["chars_mask"]
         )
         mean_loss = tf.reduce_mean(line)
