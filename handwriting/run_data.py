@@ -1,5 +1,6 @@
-"""What a training run reads: the training stream of each step (the curriculum's pieces, then
-`train.max_points`), how its lines are used, and the validation batches.
+"""What a training run reads: the training stream of each step (the curriculum's pieces and
+batch size, then `train.max_points` and `train.batch_size`), how its lines are used, and the
+validation batches.
 
 `handwriting.training` runs the loop over them; `data.load_dataset` builds the pipeline.
 """
@@ -20,12 +21,30 @@ def max_points_at(config: Config, step: int) -> int:
     )
 
 
-def _pipeline_arguments(config: Config, max_points=None) -> dict:
+def batch_size_at(config: Config, step: int) -> int:
+    """Lines per batch at optimiser step `step`: `train.curriculum_batch_size` during the
+    curriculum (when set), then `train.batch_size`."""
+    settings = config.train
+    if step < settings.curriculum_steps and settings.curriculum_batch_size:
+        return settings.curriculum_batch_size
+    return settings.batch_size
+
+
+def stream_changes(config: Config, step: int) -> bool:
+    """True when the batches of step `step` are cut or sized unlike those of the step before
+    (the curriculum's end): the training stream is then made anew."""
+    return (max_points_at(config, step), batch_size_at(config, step)) != (
+        max_points_at(config, step - 1),
+        batch_size_at(config, step - 1),
+    )
+
+
+def _pipeline_arguments(config: Config, max_points=None, batch_size=None) -> dict:
     # Lines over max_points are cut into pieces. A synthesis piece must read only the
     # characters it writes, which needs the line's alignment: long lines without one are
     # trained whole up to train.max_line_points. Prediction lines are cut whatever they carry.
     return dict(
-        batch_size=config.train.batch_size,
+        batch_size=config.train.batch_size if batch_size is None else batch_size,
         max_points=config.train.max_points if max_points is None else max_points,
         long_lines="split_aligned" if config.model.kind == "synthesis" else "split",
         unaligned_max_points=config.train.max_line_points,
@@ -43,13 +62,15 @@ def training_stream(config: Config, step: int = 0) -> tf.data.Dataset:
         shuffle=True,
         seed=config.train.seed,
         repeat=True,
-        **_pipeline_arguments(config, max_points_at(config, step)),
+        **_pipeline_arguments(config, max_points_at(config, step), batch_size_at(config, step)),
     )
 
 
 def describe_lines(config: Config, step: int = 0) -> str:
     """How many training lines are used whole, cut into pieces, or left out (and why)."""
-    arguments = _pipeline_arguments(config, max_points_at(config, step))
+    arguments = _pipeline_arguments(
+        config, max_points_at(config, step), batch_size_at(config, step)
+    )
     plan = data.line_plan(
         config.data.dir,
         "train",
@@ -63,6 +84,7 @@ def describe_lines(config: Config, step: int = 0) -> str:
         f"Training lines (pieces of at most {arguments['max_points']} points): "
         f"{plan['whole']} used whole, {plan['cut']} cut into pieces, {left_out} left out"
         + (f" ({reasons[2:]})" if left_out else "")
+        + f"; batches of {arguments['batch_size']} lines"
     )
 
 

@@ -54,7 +54,7 @@ from handwriting.previews import PREVIEW_TEXTS, Previews
 from handwriting.run_data import (
     describe_lines,
     has_alignment,
-    max_points_at,
+    stream_changes,
     training_stream,
     validation_batches,
 )
@@ -151,9 +151,7 @@ class _Loop:
                 step += 1
                 for hook in after_step:
                     hook(self.model, step)
-                if step == self.settings.curriculum_steps and max_points_at(
-                    self.config, step
-                ) != max_points_at(self.config, step - 1):
+                if step == self.settings.curriculum_steps and stream_changes(self.config, step):
                     self.iterator = iter(training_stream(self.config, step))
                     self.log(
                         f"\nStep {step}: the curriculum ends. {describe_lines(self.config, step)}"
@@ -312,11 +310,12 @@ def train(
     rundir.check_dataset(run_dir, info, config.data.dir)
     distribution = make_strategy(strategy)
     replicas = distribution.num_replicas_in_sync
-    if config.train.batch_size % replicas:
-        raise ConfigError(
-            f"train.batch_size: must split evenly over the {replicas} replicas of the "
-            f"{strategy} strategy, received {config.train.batch_size}"
-        )
+    for key in ("batch_size", "curriculum_batch_size"):
+        if getattr(config.train, key) % replicas:
+            raise ConfigError(
+                f"train.{key}: must split evenly over the {replicas} replicas of the "
+                f"{strategy} strategy, received {getattr(config.train, key)}"
+            )
     workers = worker_count(distribution)
     with worker_losses(distribution, run_dir):
         if workers > 1:  # before any variable: a cluster of different networks cannot build

@@ -63,6 +63,10 @@ def test_overrides_parse_each_type():
         ("train.batch_size", "'train.batch_size': an override must read section.field=value"),
         ("train.batch_size=0", "train.batch_size: must be >= 1, received 0"),
         ("train.lr_decay_steps=-1", "train.lr_decay_steps: must be >= 0, received -1"),
+        (
+            "train.curriculum_batch_size=-2",
+            "train.curriculum_batch_size: must be >= 0, received -2",
+        ),
         ("train.lr_final_fraction=1.5", "train.lr_final_fraction: must be in [0, 1], received 1.5"),
         (
             "model.kind=poetry",

@@ -343,7 +343,8 @@ def _quiet(*args):
 
 
 def _recording_pipeline(monkeypatch):
-    """Makes the training split's pipeline append a fingerprint of each batch it yields."""
+    """Makes the training split's pipeline append a fingerprint of each batch it yields:
+    `(sum of its targets, steps, lines)`."""
     yielded = []
     load_dataset = data.load_dataset
 
@@ -354,7 +355,9 @@ def _recording_pipeline(monkeypatch):
 
         def record(inputs, targets, weights):
             tf.py_function(
-                lambda t: yielded.append((float(tf.reduce_sum(t)), int(tf.shape(t)[1]))),
+                lambda t: yielded.append(
+                    (float(tf.reduce_sum(t)), int(tf.shape(t)[1]), int(tf.shape(t)[0]))
+                ),
                 [targets],
                 [],
             )
@@ -487,8 +490,8 @@ def test_curriculum_switches_pieces_once_and_resumes_on_either_side(corpus, tmp_
         for _ in range(4):
             next(stream)
     uninterrupted = list(yielded)
-    assert max(steps for _, steps in uninterrupted[:4]) <= 7
-    assert max(steps for _, steps in uninterrupted[4:]) > 7
+    assert max(steps for _, steps, _ in uninterrupted[:4]) <= 7
+    assert max(steps for _, steps, _ in uninterrupted[4:]) > 7
 
     for kill, saved in ((3, 2), (7, 6)):  # a checkpoint before the switch, and one after
         run_dir = str(tmp_path / f"run{kill}")
@@ -515,6 +518,47 @@ def test_curriculum_switches_pieces_once_and_resumes_on_either_side(corpus, tmp_
         )
         assert result.step == 8
         assert yielded == uninterrupted[saved:8]
+
+
+def test_curriculum_batch_size_holds_until_the_curriculum_ends_and_across_a_resume(
+    corpus, tmp_path, monkeypatch
+):
+    # The same pieces before and after step 4: only the batch size changes, and that alone
+    # must make the stream anew.
+    yielded = _recording_pipeline(monkeypatch)
+    config = tiny_config(
+        corpus,
+        "train.max_steps=8",
+        "train.curriculum_steps=4",
+        "train.curriculum_batch_size=2",
+        "train.curriculum_max_points=64",
+        "train.max_points=64",
+    )
+    assert config.train.batch_size == 4
+    run_dir = str(tmp_path / "run")
+    logged = []
+    with pytest.raises(_Kill):
+        training.train(
+            config,
+            run_dir,
+            after_step=[_kill_after(7)],
+            sample_texts=(),
+            verbose=0,
+            log=logged.append,
+        )
+    assert [lines for _, _, lines in yielded] == [2, 2, 2, 2, 4, 4, 4]
+    assert any(line.endswith("; batches of 2 lines") for line in logged)
+    assert any(
+        "Step 4: the curriculum ends" in line and "batches of 4 lines" in line for line in logged
+    )
+    saved = rundir.TrainingState.load(run_dir).step
+    assert saved == 6
+    before = list(yielded)
+    yielded.clear()
+    result = training.train(config, run_dir, resume=True, sample_texts=(), verbose=0, log=_quiet)
+    assert result.step == 8
+    # The resumed run draws what the killed one would have drawn after its checkpoint.
+    assert yielded[0] == before[saved] and [lines for _, _, lines in yielded] == [4, 4]
 
 
 def test_resume_removes_the_temporary_files_of_a_killed_run(corpus, tmp_path):
