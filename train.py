@@ -15,7 +15,8 @@ import argparse
 import os
 import sys
 
-from handwriting.config import PRESETS, ConfigError
+from handwriting.config import ConfigError
+from handwriting.presets import PRESETS
 
 DEFAULT_PRESET = "demo"
 STRATEGY_CHOICES = ("auto", "one_device", "mirrored", "multi_worker")

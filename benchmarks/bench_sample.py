@@ -43,8 +43,8 @@ GOALS = {
 def _paper_run(workdir):
     import keras
 
-    from handwriting import config
     from handwriting import model as model_lib
+    from handwriting import presets
     from handwriting.alphabet import PRINTABLE_ASCII, Alphabet
     from handwriting.dataset_info import DatasetInfo
 
@@ -52,7 +52,7 @@ def _paper_run(workdir):
     shutil.rmtree(run, ignore_errors=True)
     os.makedirs(run)
     keras.utils.set_random_seed(0)
-    cfg = config.preset("paper")
+    cfg = presets.preset("paper")
     alphabet = Alphabet(PRINTABLE_ASCII)
     model_lib.build_model(cfg.model, alphabet.size).save(os.path.join(run, "model.keras"))
     cfg.save(run)

@@ -36,10 +36,10 @@ def _make_step(preset_name, overrides=()):
     import numpy as np
     import tensorflow as tf
 
-    from handwriting import config as config_lib
+    from handwriting import presets
     from handwriting.model import build_model, build_optimizer
 
-    cfg = config_lib.preset(preset_name).with_overrides(list(overrides))
+    cfg = presets.preset(preset_name).with_overrides(list(overrides))
     train = dataclasses.replace(cfg.train, optimizer="adam", learning_rate=1e-3, clip_norm=10.0)
     keras.utils.set_random_seed(cfg.train.seed)
     model = build_model(cfg.model, ALPHABET, train)

@@ -170,12 +170,12 @@ def prime_seeds() -> list:
 
 def config_json_seeds() -> list:
     """Every preset's `config.json` as a run writes it (`Config.save`)."""
-    from handwriting import config as config_lib
+    from handwriting import presets
 
     seeds = []
     with tempfile.TemporaryDirectory(prefix="fuzz-seeds-") as folder:
-        for name in sorted(config_lib.PRESETS):
-            with open(config_lib.preset(name).save(folder), "rb") as f:
+        for name in sorted(presets.PRESETS):
+            with open(presets.preset(name).save(folder), "rb") as f:
                 seeds.append(f.read())
     return seeds
 
@@ -283,7 +283,7 @@ def run_worker(name: str, corpus: str, flags: list) -> None:
         raise RuntimeError(f"imported before instrumentation: {already}")
     with atheris.instrument_imports(include=list(INSTRUMENTED)):
         from fuzz import json_cases, xml_cases  # noqa: F401  (the readers they import)
-        from handwriting import config, dataset_info, files, iam_xml, rundir, strokes  # noqa: F401
+        from handwriting import config, dataset_info, files, iam_xml, presets, rundir, strokes  # noqa: F401
     seeded = write_corpus(name, corpus)
     print(f"coverage_guided: {name}: {seeded} seeds written to {corpus}", flush=True)
     entry = ENTRIES[name]

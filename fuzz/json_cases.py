@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from fuzz import xml_cases
 from handwriting import config as config_lib
-from handwriting import dataset_info, iam_xml, rundir, strokes
+from handwriting import dataset_info, iam_xml, presets, rundir, strokes
 from handwriting.alphabet import PRINTABLE_ASCII
 from handwriting.errors import SampleError
 
@@ -258,7 +258,7 @@ def config_cases():
 
 def check_config(case: ConfigCase) -> str:
     rng = random.Random(case.seed)
-    good = config_lib.preset(rng.choice(sorted(config_lib.PRESETS)))
+    good = presets.preset(rng.choice(sorted(presets.PRESETS)))
     document = good.to_json()
     want, key = "same", None
     attack = case.attack

@@ -43,14 +43,14 @@ def tiny_model() -> str:
     """A model directory of the `tiny` preset with random weights, made once per process."""
     import keras
 
-    from handwriting import config
     from handwriting import model as model_lib
+    from handwriting import presets
     from handwriting.alphabet import PRINTABLE_ASCII, Alphabet
     from handwriting.dataset_info import DatasetInfo
 
     directory = tempfile.mkdtemp(prefix="fuzz-model-")
     keras.utils.set_random_seed(3)
-    cfg = config.preset("tiny")
+    cfg = presets.preset("tiny")
     alphabet = Alphabet(PRINTABLE_ASCII)
     model_lib.build_model(cfg.model, alphabet.size).save(os.path.join(directory, "model.keras"))
     cfg.save(directory)

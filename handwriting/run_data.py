@@ -39,13 +39,16 @@ def stream_changes(config: Config, step: int) -> bool:
     )
 
 
-def _pipeline_arguments(config: Config, max_points=None, batch_size=None) -> dict:
-    # Lines over max_points are cut into pieces. A synthesis piece must read only the
-    # characters it writes, which needs the line's alignment: long lines without one are
-    # trained whole up to train.max_line_points. Prediction lines are cut whatever they carry.
+def _pipeline_arguments(config: Config, step: int | None = None) -> dict:
+    # The batches of optimiser step `step` (the curriculum's, then the run's own); those after
+    # the curriculum when None. Lines over max_points are cut into pieces. A synthesis piece
+    # must read only the characters it writes, which needs the line's alignment: long lines
+    # without one are trained whole up to train.max_line_points. Prediction lines are cut
+    # whatever they carry.
+    after = step is None
     return dict(
-        batch_size=config.train.batch_size if batch_size is None else batch_size,
-        max_points=config.train.max_points if max_points is None else max_points,
+        batch_size=config.train.batch_size if after else batch_size_at(config, step),
+        max_points=config.train.max_points if after else max_points_at(config, step),
         long_lines="split_aligned" if config.model.kind == "synthesis" else "split",
         unaligned_max_points=config.train.max_line_points,
         bucket_boundaries=list(config.data.bucket_boundaries),
@@ -62,15 +65,13 @@ def training_stream(config: Config, step: int = 0) -> tf.data.Dataset:
         shuffle=True,
         seed=config.train.seed,
         repeat=True,
-        **_pipeline_arguments(config, max_points_at(config, step), batch_size_at(config, step)),
+        **_pipeline_arguments(config, step),
     )
 
 
 def describe_lines(config: Config, step: int = 0) -> str:
     """How many training lines are used whole, cut into pieces, or left out (and why)."""
-    arguments = _pipeline_arguments(
-        config, max_points_at(config, step), batch_size_at(config, step)
-    )
+    arguments = _pipeline_arguments(config, step)
     plan = data.line_plan(
         config.data.dir,
         "train",

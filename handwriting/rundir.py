@@ -28,7 +28,7 @@ import os
 import zipfile
 
 from handwriting import config as config_lib
-from handwriting import dataset_info, files
+from handwriting import dataset_info, files, presets
 from handwriting.alphabet import Alphabet
 from handwriting.config import Config, ConfigError
 from handwriting.dataset_info import DatasetError, DatasetInfo
@@ -282,7 +282,7 @@ def resolve_config(run_dir, preset_name, overrides, resume) -> Config:
     if resume and os.path.isfile(os.path.join(run_dir, CONFIG_FILENAME)):
         base = Config.load(run_dir)
     else:
-        base = config_lib.preset(preset_name)
+        base = presets.preset(preset_name)
     return base.with_overrides(list(overrides))
 
 

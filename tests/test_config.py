@@ -4,14 +4,14 @@ import os
 
 import pytest
 
-from handwriting import config as config_lib
+from handwriting import presets
 from handwriting.config import Config, ConfigError, DataConfig, ModelConfig, TrainConfig
 
 
 def test_presets_are_valid_and_paper_matches_graves():
     for name in ("paper", "demo", "tiny"):
-        assert isinstance(config_lib.preset(name), Config)
-    paper = config_lib.preset("paper")
+        assert isinstance(presets.preset(name), Config)
+    paper = presets.preset("paper")
     assert (paper.model.units, paper.model.layers) == (400, 3)
     assert (paper.model.window_gaussians, paper.model.mixtures) == (10, 20)
     assert paper.train.optimizer == "graves"
@@ -19,7 +19,7 @@ def test_presets_are_valid_and_paper_matches_graves():
     assert paper.train.momentum == 0.9
     assert paper.train.output_gradient_clip == 100.0
     assert paper.train.lstm_gradient_clip == 10.0
-    demo = config_lib.preset("demo")
+    demo = presets.preset("demo")
     assert (demo.model.units, demo.train.optimizer, demo.train.batch_size) == (256, "adam", 32)
 
 
@@ -27,11 +27,11 @@ def test_unknown_preset():
     with pytest.raises(
         ConfigError, match=r"preset: unknown preset 'big'; known: \['demo', 'paper', 'tiny'\]"
     ):
-        config_lib.preset("big")
+        presets.preset("big")
 
 
 def test_overrides_parse_each_type():
-    base = config_lib.preset("tiny")
+    base = presets.preset("tiny")
     cfg = base.with_overrides(
         [
             "train.learning_rate=3e-4",
@@ -78,18 +78,18 @@ def test_overrides_parse_each_type():
 )
 def test_override_errors_name_the_key(override, message):
     with pytest.raises(ConfigError) as info:
-        config_lib.preset("tiny").with_overrides([override])
+        presets.preset("tiny").with_overrides([override])
     assert message in str(info.value)
 
 
 def test_frozen():
-    cfg = config_lib.preset("tiny")
+    cfg = presets.preset("tiny")
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.model.units = 3  # type: ignore[misc]
 
 
 def test_json_round_trip_and_save_load(tmp_path):
-    cfg = config_lib.preset("demo").with_overrides(["data.bucket_boundaries=5,9", "train.seed=7"])
+    cfg = presets.preset("demo").with_overrides(["data.bucket_boundaries=5,9", "train.seed=7"])
     obj = json.loads(json.dumps(cfg.to_json()))
     assert Config.from_json(obj) == cfg
     path = cfg.save(tmp_path)
@@ -146,14 +146,14 @@ def test_keep_names_a_known_criterion_and_legibility_needs_sample_steps():
     with pytest.raises(
         ConfigError, match=r"train.keep: must be one of \('val_loss', 'legibility'\)"
     ):
-        config_lib.preset("tiny").with_overrides(["train.keep=cer"])
+        presets.preset("tiny").with_overrides(["train.keep=cer"])
     with pytest.raises(
         ConfigError, match=r"train.sample_every_steps: must be > 0 with train.keep=legibility"
     ):
-        config_lib.preset("tiny").with_overrides(
+        presets.preset("tiny").with_overrides(
             ["train.keep=legibility", "train.sample_every_steps=0"]
         )
-    kept = config_lib.preset("tiny").with_overrides(
+    kept = presets.preset("tiny").with_overrides(
         ["train.keep=legibility", "train.sample_every_steps=2"]
     )
     assert kept.train.keep == "legibility"

@@ -25,9 +25,9 @@ from data_prep import shards
 from export import folder as export_folder
 from export import litert_runner, tflite
 from handwriting import data, run_data, rundir, training
-from handwriting.config import preset
 from handwriting.dataset_info import DatasetError, DatasetInfo, Shard, Split, sha256_file
 from handwriting.errors import SampleError, TrainingError
+from handwriting.presets import preset
 
 # Real builds, a training run and an export: opt out with -m "not slow".
 pytestmark = pytest.mark.slow

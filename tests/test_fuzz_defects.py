@@ -13,7 +13,7 @@ import pytest
 
 from data_prep import iam_ondb
 from fuzz import archive_cases
-from handwriting import config, rundir, strokes
+from handwriting import config, presets, rundir, strokes
 from handwriting.dataset_info import DatasetError, DatasetInfo
 from handwriting.errors import SampleError
 from handwriting.iam_xml import LineError
@@ -148,9 +148,9 @@ def test_a_config_json_that_cannot_be_read_is_named(tmp_path, data, message):
 
 def test_an_override_of_infinity_is_refused_naming_the_key():
     with pytest.raises(config.ConfigError) as caught:
-        config.preset("tiny").with_overrides(["train.learning_rate=inf"])
+        presets.preset("tiny").with_overrides(["train.learning_rate=inf"])
     assert str(caught.value) == "train.learning_rate: expected a finite float, received inf"
-    changed = config.preset("tiny").with_overrides(["train.learning_rate=3e-4"])
+    changed = presets.preset("tiny").with_overrides(["train.learning_rate=3e-4"])
     assert changed.train.learning_rate == 3e-4
 
 
@@ -238,7 +238,7 @@ def test_dataset_json_not_utf8_is_named_by_training_and_by_a_model_directory(tmp
         DatasetInfo.load(tmp_path)
     assert str(caught.value) == f"{path}: not valid UTF-8 JSON: byte 0 is not UTF-8"
     # A model directory reads dataset.json before the network (which is not looked at here).
-    config.preset("tiny").save(tmp_path)
+    presets.preset("tiny").save(tmp_path)
     _write(tmp_path, "model.keras", b"not read")
     with pytest.raises(SampleError) as caught:
         rundir.load(tmp_path)

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from handwriting import config as config_lib
-from handwriting import mixture
+from handwriting import mixture, presets
 from handwriting.guided_attention import guided_attention
 from handwriting.model import HandwritingModel, build_model, build_optimizer
 
@@ -228,11 +227,11 @@ def test_config_round_trip_and_save_load(kind, tmp_path):
 
 
 def test_build_from_config_and_optimizers():
-    cfg = config_lib.preset("tiny")
+    cfg = presets.preset("tiny")
     model = build_model(cfg.model, V, cfg.train)
     assert (model.units, model.window_gaussians, model.mixtures) == (8, 2, 3)
     assert model.clip_norm == cfg.train.clip_norm
-    paper = config_lib.preset("paper").train
+    paper = presets.preset("paper").train
     graves = build_optimizer(paper)
     assert isinstance(graves, keras.optimizers.RMSprop)
     assert graves.centered and graves.momentum == 0.9 and graves.rho == 0.95

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from test_strokes import write_iam_line
 
-from handwriting import config, draws, sample, strokes, window
+from handwriting import draws, presets, sample, strokes, window
 from handwriting import model as model_lib
 from handwriting.alphabet import PRINTABLE_ASCII, Alphabet
 
@@ -18,7 +18,7 @@ POINTS_PER_STEP = 3  # hand-set window: kappa advances 1/3 character per point
 
 def tiny_synth(seed=1):
     keras.utils.set_random_seed(seed)
-    cfg = config.preset("tiny")
+    cfg = presets.preset("tiny")
     model = model_lib.build_model(cfg.model, ALPHABET.size)
     return sample.Synthesizer(model, cfg, ALPHABET, MEAN, STD)
 

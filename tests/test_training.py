@@ -30,8 +30,9 @@ from handwriting import (
     training,
 )
 from handwriting.alphabet import PRINTABLE_ASCII, Alphabet
-from handwriting.config import Config, preset
+from handwriting.config import Config
 from handwriting.dataset_info import DatasetInfo, Shard, Split, sha256_file
+from handwriting.presets import preset
 
 # Real training runs, kills and resumes: end to end, opt out with -m "not slow".
 pytestmark = pytest.mark.slow
@@ -743,7 +744,7 @@ _MIRRORED_SCRIPT = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from handwriting import distribution, training
-    from handwriting.config import preset
+    from handwriting.presets import preset
     corpus, out = sys.argv[1], sys.argv[2]
     config = preset("tiny").with_overrides(
         [f"data.dir={corpus}", "train.max_steps=3", "train.eval_every_steps=3",
