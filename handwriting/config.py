@@ -135,6 +135,11 @@ class TrainConfig:
     # where a line has none). 0: off.
     guided_attention: float = 0.0
     guided_attention_steps: int = 0
+    # The chance that a training line is read joined to the next line of its writer, as one
+    # sequence with the text "first second" and the join priming uses (`line_pairs`): a
+    # network that never read on past a line's end does not carry a prime's hand into the
+    # line after it. 0: single lines only.
+    joined_lines: float = 0.0
     # A model directory (model.keras, config.json and dataset.json, as a run or an export
     # writes it; e.g. handwriting/assets/demo) whose weights a new run starts from, with a fresh
     # optimiser at step 0: its `model` section and its data's alphabet and statistics must be
@@ -200,6 +205,8 @@ class TrainConfig:
             "must be >= 0 (0 turns it off)",
             self.guided_attention,
         )
+        joined = self.joined_lines
+        _require(0 <= joined <= 1, "train.joined_lines", "must be in [0, 1]", joined)
         for key in ("eval_every_steps", "checkpoint_every_steps"):
             _require(getattr(self, key) >= 1, f"train.{key}", "must be >= 1", getattr(self, key))
         for key in ("eval_batches", "sample_every_steps", "early_stopping_patience"):

@@ -37,7 +37,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from handwriting import records
+from handwriting import line_pairs, records
 from handwriting.alphabet import PAD_ID
 from handwriting.dataset_info import FILENAME, DatasetError, DatasetInfo
 
@@ -349,6 +349,7 @@ def load_dataset(
     max_points=None,
     long_lines="drop",
     unaligned_max_points=UNALIGNED_MAX_POINTS,
+    joined_lines=0.0,
     bucket_boundaries=None,
     drop_remainder=False,
     shuffle_buffer=1024,
@@ -379,6 +380,8 @@ def load_dataset(
             `unaligned_max_points` points, leaving out longer ones — what a synthesis network
             needs, since a piece that kept its whole text would teach the window a wrong pace.
         unaligned_max_points: see `long_lines`; `line_plan` counts what happens to each line.
+        joined_lines: the chance that a line is read joined to the next line of its writer
+            (`line_pairs.pair_lines`, the join priming uses), before lines are cut.
         bucket_boundaries: increasing step counts T that separate the length buckets; None
             derives `DEFAULT_NUM_BUCKETS` buckets from the split's line lengths.
         drop_remainder: drop each bucket's last, smaller batch (for a fixed B).
@@ -405,6 +408,8 @@ def load_dataset(
         )
     if max_points is not None and max_points < 2:
         raise ValueError(f"`max_points` must be None or at least 2, received {max_points}")
+    if not 0 <= joined_lines <= 1:
+        raise ValueError(f"`joined_lines` must be in [0, 1], received {joined_lines}")
     if shuffle_buffer < 1:
         raise ValueError(f"`shuffle_buffer` must be at least 1, received {shuffle_buffer}")
     data_dir = os.fspath(data_dir)
@@ -446,6 +451,8 @@ def load_dataset(
     if repeat:
         lines = lines.repeat()
     lines = lines.map(records.parse_line, num_parallel_calls=num_parallel_calls)
+    if joined_lines:
+        lines = line_pairs.pair_lines(lines, joined_lines, info.alphabet, seed=seed)
     if max_points is not None and long_lines == "split_aligned":
         whole_limit = max(max_points, unaligned_max_points)
         lines = lines.filter(

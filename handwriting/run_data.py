@@ -51,6 +51,7 @@ def _pipeline_arguments(config: Config, step: int | None = None) -> dict:
         max_points=config.train.max_points if after else max_points_at(config, step),
         long_lines="split_aligned" if config.model.kind == "synthesis" else "split",
         unaligned_max_points=config.train.max_line_points,
+        joined_lines=config.train.joined_lines,
         bucket_boundaries=list(config.data.bucket_boundaries),
         shuffle_buffer=config.data.shuffle_buffer,
     )
@@ -86,6 +87,11 @@ def describe_lines(config: Config, step: int = 0) -> str:
         f"{plan['whole']} used whole, {plan['cut']} cut into pieces, {left_out} left out"
         + (f" ({reasons[2:]})" if left_out else "")
         + f"; batches of {arguments['batch_size']} lines"
+        + (
+            f"; {arguments['joined_lines']:.0%} of lines read joined to another of their writer"
+            if arguments["joined_lines"]
+            else ""
+        )
     )
 
 
@@ -97,7 +103,7 @@ def validation_batches(config: Config) -> tf.data.Dataset:
     The shards are verified first (`data.load_dataset`), so that a damaged one is named with
     its record, not met as TensorFlow's "corrupted record" while the cache fills.
     """
-    arguments = dict(_pipeline_arguments(config), max_points=None)
+    arguments = dict(_pipeline_arguments(config), max_points=None, joined_lines=0.0)
     valid = data.load_dataset(config.data.dir, "valid", shuffle=False, repeat=False, **arguments)
     if config.train.eval_batches:
         valid = valid.take(config.train.eval_batches)

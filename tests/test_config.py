@@ -68,6 +68,7 @@ def test_overrides_parse_each_type():
             "train.curriculum_batch_size: must be >= 0, received -2",
         ),
         ("train.lr_final_fraction=1.5", "train.lr_final_fraction: must be in [0, 1], received 1.5"),
+        ("train.joined_lines=-0.1", "train.joined_lines: must be in [0, 1], received -0.1"),
         (
             "model.kind=poetry",
             "model.kind: must be one of ('synthesis', 'prediction'), received 'poetry'",
