@@ -5,7 +5,8 @@ over the line's (`"<prime> <line>"`). A network trained only on single lines has
 line that follows another: after a prime its state lies outside what it learnt, and priming
 with a writer's line made that writer's other lines less likely under the shipped model
 (BENCHMARKS.md, "Style fidelity"). Training on some pairs of one writer's lines, joined the
-same way, teaches it to read on across the join and to keep the writer's hand.
+same way, shows it lines that follow a line of their writer; 400 steps with half the lines
+joined left priming's cost as it was ("Priming after training on joined lines").
 
 The join (`join_lines`, the same as `likelihood.continuation_offset` and `_scored_sequence`):
 the pen is lifted at the first line's last point; the second line starts one word gap (the
