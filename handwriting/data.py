@@ -360,7 +360,7 @@ def load_dataset(
     """Builds the batched, length-bucketed dataset of one split, ready for `Model.fit`.
 
     shards -> shuffle shard order -> interleave -> shuffle lines -> (repeat) -> parse ->
-    split or drop long lines -> normalise, shift -> bucket by length and pad -> prefetch.
+    (join pairs) -> split or drop long lines -> normalise, shift -> bucket, pad -> prefetch.
     Lines of fewer than 2 points have no step to predict and are left out.
 
     Args:
