@@ -21,7 +21,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from handwriting import mixture
+from handwriting import line_pairs, mixture
 from handwriting.errors import SampleError
 from handwriting.sample import normalize
 from handwriting.strokes import MIN_LINE_POINTS, Prime, check_prime
@@ -41,32 +41,14 @@ class LineLikelihood:
         return self.nats / self.points
 
 
-def continuation_offset(prime_points, prime_text) -> np.ndarray:
-    """`(dx, dy)` from a prime's last point to where a line written after it starts: one word
-    gap (the prime's width over its characters) right of the prime's rightmost point, on the
-    height of its origin, as the text `"<prime> <line>"` is one line.
-
-    Joined at the prime's last point instead, the line's first letter overlaps the prime's
-    last one, no move marks the space, and the window stayed two characters behind for the
-    rest of the line in 4 of 9 primes measured (BENCHMARKS.md, "Priming").
-    """
-    xy = np.cumsum(np.asarray(prime_points, np.float64)[:, :2], axis=0)  # origin first
-    gap = (xy[:, 0].max() - xy[:, 0].min()) / max(len(prime_text), 1)
-    return np.array([xy[:, 0].max() + gap - xy[-1, 0], -xy[-1, 1]], np.float32)
-
-
 def _scored_sequence(synth, text, strokes, prime):
     """`(inputs, targets, weight)` of one line (batch of 1), prime first when given."""
     strokes = np.asarray(strokes, np.float32)
     if prime is None:
         points, full, first = strokes, text, 1  # the target after the origin is not scored
     else:
-        prime_points = np.array(prime.strokes, np.float32)
-        prime_points[-1, 2] = 1.0  # the pen is lifted between the prime and the line
-        line = strokes[1:].copy()
-        line[0, :2] += continuation_offset(prime_points, prime.text)
-        points = np.concatenate([prime_points, line])
-        full, first = f"{prime.text} {text}", len(prime_points)
+        points = line_pairs.join_strokes(prime.strokes, len(prime.text), strokes).numpy()
+        full, first = f"{prime.text} {text}", len(prime.strokes)
     points = normalize(synth, points)
     steps = len(points) - 1
     weight = np.zeros((1, steps), np.float32)

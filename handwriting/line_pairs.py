@@ -8,11 +8,11 @@ with a writer's line made that writer's other lines less likely under the shippe
 same way, shows it lines that follow a line of their writer; 400 steps with half the lines
 joined left priming's cost as it was ("Priming after training on joined lines").
 
-The join (`join_lines`, the same as `likelihood.continuation_offset` and `_scored_sequence`):
-the pen is lifted at the first line's last point; the second line starts one word gap (the
-first line's width over its characters) right of the first line's rightmost point, on the
-height of its origin; the text is `first + " " + second`; the second line's alignment moves
-past the first line's characters and the space.
+The join (`join_strokes` of points, which `likelihood` also uses to score a line after a
+prime; `join_lines` of parsed lines): the pen is lifted at the first line's last point; the
+second line starts one word gap (the first line's width over its characters) right of the
+first line's rightmost point, on the height of its origin; the text is `first + " " +
+second`; the second line's alignment moves past the first line's characters and the space.
 
 `pair_lines` pairs the lines of a stream: each line waits for the next line of its writer
 (`Dataset.group_by_window`), and a pair is joined with probability `fraction` (a seeded draw
@@ -27,16 +27,20 @@ _NO_WRITER_KEY = -1
 _HASH_BUCKETS = 2**62
 
 
-def join_lines(first, second, space_id):
-    """One parsed line (`records.parse_line`'s dict) of `first` followed by `second`.
+def join_strokes(first, num_chars, second):
+    """The points of `first` (a line of `num_chars` characters, origin first) followed by
+    those of `second`, as one line: `[N1 + N2 - 1, 3]` float32.
 
-    Works eagerly and inside `tf.data` functions. The alignment is the two alignments joined
-    when both lines have one, else all -1.
+    The pen is lifted at the first line's last point; the second line's origin is dropped and
+    its first point moves to one word gap (the first line's width over its characters) right
+    of the first line's rightmost point, on the height of its origin, as the text
+    `"<first> <second>"` is one line. Joined at the first line's last point instead, the
+    second line's first letter overlaps the first line's last one, no move marks the space,
+    and the window stayed two characters behind for the rest of the line in 4 of 9 primes
+    measured (BENCHMARKS.md, "Priming"). Works eagerly and inside `tf.data` functions.
     """
-    head = tf.cast(first["strokes"], tf.float32)  # [N1, 3], origin first
-    tail = tf.cast(second["strokes"], tf.float32)[1:]  # the second line's origin is dropped
-    first_chars = tf.cast(first["chars"], tf.int32)
-    num_chars = tf.shape(first_chars)[0]
+    head = tf.cast(first, tf.float32)  # [N1, 3], origin first
+    tail = tf.cast(second, tf.float32)[1:]  # the second line's origin is dropped
     xy = tf.cumsum(tf.cast(head[:, :2], tf.float64), axis=0)
     gap = (tf.reduce_max(xy[:, 0]) - tf.reduce_min(xy[:, 0])) / tf.cast(
         tf.maximum(num_chars, 1), tf.float64
@@ -44,13 +48,23 @@ def join_lines(first, second, space_id):
     move = tf.cast(tf.stack([tf.reduce_max(xy[:, 0]) + gap - xy[-1, 0], -xy[-1, 1]]), tf.float32)
     head = tf.concat([head[:-1], tf.concat([head[-1:, :2], [[1.0]]], axis=1)], axis=0)
     start = tf.concat([tail[:1, :2] + move, tail[:1, 2:]], axis=1)  # where the line begins
-    tail = tf.concat([start, tail[1:]], axis=0)
+    return tf.concat([head, start, tail[1:]], axis=0)
+
+
+def join_lines(first, second, space_id):
+    """One parsed line (`records.parse_line`'s dict) of `first` followed by `second`.
+
+    Works eagerly and inside `tf.data` functions. The points are `join_strokes`'s; the
+    alignment is the two alignments joined when both lines have one, else all -1.
+    """
+    first_chars = tf.cast(first["chars"], tf.int32)
+    num_chars = tf.shape(first_chars)[0]
     first_alignment = tf.cast(first["alignment"], tf.int32)
     second_alignment = tf.cast(second["alignment"], tf.int32)
     aligned = tf.reduce_all(first_alignment >= 0) & tf.reduce_all(second_alignment >= 0)
     alignment = tf.concat([first_alignment, second_alignment[1:] + num_chars + 1], axis=0)
     return {
-        "strokes": tf.concat([head, tail], axis=0),
+        "strokes": join_strokes(first["strokes"], num_chars, second["strokes"]),
         "chars": tf.concat([first_chars, [space_id], tf.cast(second["chars"], tf.int32)], 0),
         "alignment": tf.where(aligned, alignment, -tf.ones_like(alignment)),
         "text": tf.strings.join([first["text"], second["text"]], " "),
