@@ -8,9 +8,11 @@ the network sees them (normalised by the model's statistics), so figures compare
 share their statistics (a model and its adaptations).
 
 With a prime, the network first reads the prime's points with the prime's text before the
-line's (`prime.text + " " + text`), exactly as sampling with that prime does; only the line's
-points are scored. The first offset of a line, the pen's move to where the line starts, is
-never scored: where a line begins on the page is not handwriting.
+line's (`prime.text + " " + text`), exactly as sampling with that prime does, the two joined
+by `line_pairs.join_strokes`; only the line's points are scored. A line's origin is its first
+pen point; the offset after it, its first, is never scored, with a prime or without, so that
+a line scores the same points either way; nor, with a prime, is the pen's move from the
+prime to the line's origin: where a line begins on the page is not handwriting.
 
     python -m handwriting nll --lines mine.json [--model DIR] [--prime one.json] [--json]
 """
@@ -48,7 +50,9 @@ def _scored_sequence(synth, text, strokes, prime):
         points, full, first = strokes, text, 1  # the target after the origin is not scored
     else:
         points = line_pairs.join_strokes(prime.strokes, len(prime.text), strokes).numpy()
-        full, first = f"{prime.text} {text}", len(prime.strokes)
+        # targets from the prime's last point on: the move to the line's origin, then the
+        # line's first offset (neither scored), then the line's points as without a prime
+        full, first = f"{prime.text} {text}", len(prime.strokes) + 1
     points = normalize(synth, points)
     steps = len(points) - 1
     weight = np.zeros((1, steps), np.float32)

@@ -77,20 +77,28 @@ def _texts(stream):
 def test_join_is_the_join_of_priming(lines):
     first, second = lines[0], lines[4]  # writer w1, both aligned
     joined = line_pairs.join_lines(_parse(first), _parse(second), SPACE)
-    # float64 reference: the second line starts one word gap (the first line's width over its
-    # characters) right of the first line's rightmost point, on its origin's height.
+    # float64 reference: the second line's origin (its first pen point) is one word gap (the
+    # first line's width over its characters) right of the first line's rightmost point, and
+    # the two lines' mean heights are equal.
     xy = np.cumsum(first["strokes"][:, :2].astype(np.float64), axis=0)
     gap = (xy[:, 0].max() - xy[:, 0].min()) / len(first["text"])
-    start = (xy[:, 0].max() + gap, 0.0) - xy[-1] + second["strokes"][1, :2]
-    want = np.concatenate([first["strokes"], second["strokes"][1:]]).astype(np.float64)
+    second_y = np.cumsum(second["strokes"][:, 1].astype(np.float64))
+    origin = (xy[:, 0].max() + gap, xy[:, 1].mean() - second_y.mean())
+    want = np.concatenate([first["strokes"], second["strokes"]]).astype(np.float64)
     want[len(first["strokes"]) - 1, 2] = 1.0  # the pen is lifted between the lines
-    want[len(first["strokes"]), :2] = start
+    want[len(first["strokes"]), :2] = origin - xy[-1] + second["strokes"][0, :2]
+    # drawn, the second line is itself, moved to there
+    drawn = np.cumsum(joined["strokes"].numpy()[:, :2].astype(np.float64), axis=0)
+    second_xy = np.cumsum(second["strokes"][:, :2].astype(np.float64), axis=0)
+    np.testing.assert_allclose(drawn[len(first["strokes"]) :] - origin, second_xy, atol=1e-3)
+    n = len(first["strokes"])
+    assert drawn[n:, 1].mean() == pytest.approx(drawn[:n, 1].mean(), abs=1e-3)
     np.testing.assert_allclose(joined["strokes"].numpy(), want, atol=1e-5)
     text = f"{first['text']} {second['text']}"
     assert joined["text"].numpy().decode() == text
     np.testing.assert_array_equal(joined["chars"].numpy(), ALPHABET.encode(text))
     want_alignment = np.concatenate(
-        [first["alignment"], second["alignment"][1:] + len(first["text"]) + 1]
+        [first["alignment"], second["alignment"] + len(first["text"]) + 1]
     )
     np.testing.assert_array_equal(joined["alignment"].numpy(), want_alignment)
     assert joined["writer_id"].numpy() == b"w1"
