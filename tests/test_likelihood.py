@@ -83,13 +83,13 @@ def test_nll_of_lines_with_and_without_a_prime_matches_a_reference(model_dir, tm
         prime_points = prime[1].copy()
         prime_points[-1, 2] = 1.0
         _, state = _nll(synth, full, prime_points, np.zeros((21, 3)))
-        # The line's origin (its first pen point) is one word gap (the prime's width over its
-        # 5 characters) right of the prime's rightmost point, the two lines' mean heights
-        # equal; the move there and the line's first offset are not scored.
+        # The line's origin (its first pen point) is one word gap (1.4 times the prime's width
+        # over its 5 characters) right of the prime's rightmost point, the two lines' mean
+        # heights equal; the move there and the line's first offset are not scored.
         x = np.cumsum(prime[1][:, 0])
         y = np.cumsum(prime[1][:, 1])
         inputs = strokes[:-1].copy()
-        inputs[0, 0] += x.max() + (x.max() - x.min()) / 5 - x[-1]
+        inputs[0, 0] += x.max() + 1.4 * (x.max() - x.min()) / 5 - x[-1]
         inputs[0, 1] += y.mean() - np.cumsum(strokes[:, 1]).mean() - y[-1]
         nats, _ = _nll(synth, full, inputs, strokes[1:], state, skip=1)
         expected.append(nats)

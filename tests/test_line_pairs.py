@@ -77,11 +77,11 @@ def _texts(stream):
 def test_join_is_the_join_of_priming(lines):
     first, second = lines[0], lines[4]  # writer w1, both aligned
     joined = line_pairs.join_lines(_parse(first), _parse(second), SPACE)
-    # float64 reference: the second line's origin (its first pen point) is one word gap (the
-    # first line's width over its characters) right of the first line's rightmost point, and
-    # the two lines' mean heights are equal.
+    # float64 reference: the second line's origin (its first pen point) is one word gap (1.4
+    # times the first line's width over its characters) right of the first line's rightmost
+    # point, and the two lines' mean heights are equal.
     xy = np.cumsum(first["strokes"][:, :2].astype(np.float64), axis=0)
-    gap = (xy[:, 0].max() - xy[:, 0].min()) / len(first["text"])
+    gap = 1.4 * (xy[:, 0].max() - xy[:, 0].min()) / len(first["text"])
     second_y = np.cumsum(second["strokes"][:, 1].astype(np.float64))
     origin = (xy[:, 0].max() + gap, xy[:, 1].mean() - second_y.mean())
     want = np.concatenate([first["strokes"], second["strokes"]]).astype(np.float64)
