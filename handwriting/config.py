@@ -137,9 +137,9 @@ class TrainConfig:
     guided_attention_steps: int = 0
     # The chance that a training line is read joined to the next line of its writer, as one
     # sequence with the text "first second" and the join priming uses (`line_pairs`), so that
-    # the network reads on past a line's end as priming makes it do. 400 steps at 0.5 from the
-    # shipped network left priming's cost as it was (BENCHMARKS.md, "Priming after training
-    # on joined lines"). 0: single lines only.
+    # the network reads on past a line's end as priming makes it do. 100 steps at 0.5 from
+    # the shipped network did not change what the points after the join cost (BENCHMARKS.md,
+    # "The line's first point after a prime"). 0: single lines only.
     joined_lines: float = 0.0
     # A model directory (model.keras, config.json and dataset.json, as a run or an export
     # writes it; e.g. handwriting/assets/demo) whose weights a new run starts from, with a fresh
