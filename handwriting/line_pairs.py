@@ -47,7 +47,7 @@ def join_strokes(first, num_chars, second):
     Measured with the shipped model on the validation writers (BENCHMARKS.md, "The line's
     first point after a prime"): with the second line's origin dropped (its first offset
     merged into the move) and one mean character width as the gap, the 20 points after the
-    join cost 1.49 nats per point more than the same points unprimed; joined as here, 0.08.
+    join cost 1.49 nats per point more than the same points unprimed; joined as here, 0.04.
     """
     head = tf.cast(first, tf.float32)  # [N1, 3], origin first
     tail = tf.cast(second, tf.float32)  # [N2, 3], origin first
