@@ -22,6 +22,12 @@ float32, int32 and uint8 tensors only. `draws` are the four numbers of
 `handwriting.mixture.sample_point` (two uniforms, two standard normals) from
 `numpy.random.default_rng([seed, line])` as `handwriting.draws` describes.
 
+A second signature, `write`, is the same step with the three outputs a writing loop reads
+(`point`, `state`, `passed`), the same weights: LiteRT.js makes a new buffer for every output
+on every call, and in the page's worker a call with three outputs cost 22–46 µs against
+48–77 µs with six (a trivial model of the demo's shapes; BENCHMARKS.md, "The page's step").
+The file grows by 0.3% (float32) and 3% (int8).
+
 Why fixed shapes: LiteRT hands static-shape float graphs to the XNNPACK delegate, whose
 kernels are several times faster than the built-in ones; a text longer than L is refused
 by the runner. The step is written from the model's weights with one matrix product per
@@ -52,6 +58,8 @@ from handwriting.lstm import layer_inputs, lstm_update
 from handwriting.window import attention, end_of_text_weight, window_has_passed
 
 SIGNATURE = "step"
+WRITE_SIGNATURE = "write"  # the step's point, state and passed only (the page's worker)
+WRITE_OUTPUTS = ("point", "state", "passed")
 METADATA_NAME = "handwriting"
 METADATA_VERSION = 2
 # The samplers' file names and `sampler.json`'s: the export folder's, defined by the library
@@ -173,9 +181,18 @@ def convert(model, *, quantize: bool, batch_size: int = 1, text_length: int = TE
     archive.track(model)
     step = step_function(model, batch_size, text_length)
     archive.add_endpoint(name=SIGNATURE, fn=step, input_signature=step.input_signature)
+
+    @tf.function(input_signature=step.input_signature)
+    def write(point, state, text, text_mask, draws, bias):
+        outputs = step(point, state, text, text_mask, draws, bias)
+        return {name: outputs[name] for name in WRITE_OUTPUTS}
+
+    archive.add_endpoint(name=WRITE_SIGNATURE, fn=write, input_signature=step.input_signature)
     with tempfile.TemporaryDirectory(prefix="tflite-step-") as directory:
         archive.write_out(directory, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=[SIGNATURE])
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            directory, signature_keys=[SIGNATURE, WRITE_SIGNATURE]
+        )
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantize:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]

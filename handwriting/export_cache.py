@@ -31,8 +31,9 @@ from handwriting.export_layout import FLOAT_FILENAME, is_previous_export
 # it did not write, so this one survives a new export into the same folder.
 SOURCE_FILENAME = "export-source.json"
 # Bumped when the exporter's output changes in a way the page depends on (1: the step's
-# `passed` is uint8, which LiteRT.js can read); an older cache is exported again.
-CACHE_FORMAT = 1
+# `passed` is uint8, which LiteRT.js can read; 2: the `write` signature, three outputs, which
+# the page runs faster); an older cache is exported again.
+CACHE_FORMAT = 2
 # The model's files whose content the cache's fingerprint covers.
 FINGERPRINT_FILES = (rundir.MODEL_FILENAME, rundir.CONFIG_FILENAME, rundir.DATASET_FILENAME)
 # The element types LiteRT.js reads and writes: every output of the page's step is one.

@@ -120,6 +120,31 @@ def test_tflite_step_equals_keras_step(exported, tmp_path):
             np.testing.assert_allclose(got[name], expected[name], atol=1e-5, rtol=0, err_msg=name)
 
 
+def test_the_write_signature_is_the_step_with_three_outputs(exported):
+    from ai_edge_litert.interpreter import Interpreter
+
+    run, out = exported
+    model = sample.load(run).model
+    rng = np.random.default_rng(2)
+    for name in ("sampler_float32.tflite", "sampler_int8.tflite"):
+        interpreter = Interpreter(model_path=os.path.join(out, name))
+        assert set(interpreter.get_signature_list()) == {"step", "write"}
+        step = interpreter.get_signature_runner("step")
+        write = interpreter.get_signature_runner("write")
+        assert set(write.get_output_details()) == {"point", "state", "passed"}
+        assert write.get_input_details().keys() == step.get_input_details().keys()
+        for _ in range(3):
+            point, state, draws, bias = random_step_inputs(model, 1, rng)
+            text = np.zeros((1, TEXT_LENGTH, 97), np.float32)
+            text[0, np.arange(5), rng.integers(2, 97, 5)] = 1.0
+            text_mask = (np.arange(TEXT_LENGTH) < 5).astype(np.float32)[None]
+            inputs = dict(point=point, state=state, text=text, text_mask=text_mask)
+            inputs.update(draws=draws, bias=bias)
+            full, slim = step(**inputs), write(**inputs)
+            for key in ("point", "state", "passed"):
+                np.testing.assert_array_equal(slim[key], full[key], err_msg=f"{name} {key}")
+
+
 def test_tflite_float_and_tf_give_the_same_strokes(exported, tmp_path):
     _, out = exported
     synth = sample.load(out)
