@@ -137,7 +137,7 @@ class TrainConfig:
     guided_attention_steps: int = 0
     # The chance that a training line is read joined to the next line of its writer, as one
     # sequence with the text "first second" and the join priming uses (`line_pairs`), so that
-    # the network reads on past a line's end as priming makes it do. 100 steps at 0.5 from
+    # the network reads on past a line's end as priming makes it do. 300 steps at 0.5 from
     # the shipped network did not change what the points after the join cost (BENCHMARKS.md,
     # "The line's first point after a prime"). 0: single lines only.
     joined_lines: float = 0.0

@@ -4,7 +4,7 @@ Sampling and `nll` with a prime run the network over the prime's points and text
 over the line's (`"<prime> <line>"`). A network trained only on single lines has never read a
 line that follows another, nor a text as long as the two together. Training on some pairs of
 one writer's lines, joined the same way, shows it lines that follow a line of their writer;
-100 steps with half the lines joined did not change what the points after the join cost
+300 steps with half the lines joined did not change what the points after the join cost
 under the shipped model (BENCHMARKS.md, "The line's first point after a prime", where the
 join itself, corrected, took priming from costing 7 of 7 validation writers to helping 6).
 
