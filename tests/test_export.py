@@ -133,11 +133,10 @@ def test_the_write_signature_is_the_step_with_three_outputs(exported):
         write = interpreter.get_signature_runner("write")
         assert set(write.get_output_details()) == {"point", "state", "passed"}
         assert write.get_input_details().keys() == step.get_input_details().keys()
+        runner = litert_runner.Sampler(out, int8="int8" in name)
+        text, text_mask = runner.text_inputs([runner.encode("step by step")])
         for _ in range(3):
             point, state, draws, bias = random_step_inputs(model, 1, rng)
-            text = np.zeros((1, TEXT_LENGTH, 97), np.float32)
-            text[0, np.arange(5), rng.integers(2, 97, 5)] = 1.0
-            text_mask = (np.arange(TEXT_LENGTH) < 5).astype(np.float32)[None]
             inputs = dict(point=point, state=state, text=text, text_mask=text_mask)
             inputs.update(draws=draws, bias=bias)
             full, slim = step(**inputs), write(**inputs)

@@ -84,14 +84,14 @@ def test_join_is_the_join_of_priming(lines):
     gap = 1.4 * (xy[:, 0].max() - xy[:, 0].min()) / len(first["text"])
     second_y = np.cumsum(second["strokes"][:, 1].astype(np.float64))
     origin = (xy[:, 0].max() + gap, xy[:, 1].mean() - second_y.mean())
+    n = len(first["strokes"])
     want = np.concatenate([first["strokes"], second["strokes"]]).astype(np.float64)
-    want[len(first["strokes"]) - 1, 2] = 1.0  # the pen is lifted between the lines
-    want[len(first["strokes"]), :2] = origin - xy[-1] + second["strokes"][0, :2]
+    want[n - 1, 2] = 1.0  # the pen is lifted between the lines
+    want[n, :2] = origin - xy[-1] + second["strokes"][0, :2]
     # drawn, the second line is itself, moved to there
     drawn = np.cumsum(joined["strokes"].numpy()[:, :2].astype(np.float64), axis=0)
     second_xy = np.cumsum(second["strokes"][:, :2].astype(np.float64), axis=0)
-    np.testing.assert_allclose(drawn[len(first["strokes"]) :] - origin, second_xy, atol=1e-3)
-    n = len(first["strokes"])
+    np.testing.assert_allclose(drawn[n:] - origin, second_xy, atol=1e-3)
     assert drawn[n:, 1].mean() == pytest.approx(drawn[:n, 1].mean(), abs=1e-3)
     np.testing.assert_allclose(joined["strokes"].numpy(), want, atol=1e-5)
     text = f"{first['text']} {second['text']}"

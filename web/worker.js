@@ -285,7 +285,7 @@ function directSteps(entry, made) {
   const args = entry.order.map((name) => made[name].liteRtTensorBuffer);
   const at = (names, name) => names.indexOf(name);
   const [pointIn, stateIn] = ["point", "state"].map((name) => at(entry.order, name));
-  const [pointOut, stateOut, passedOut] = ["point", "state", "passed"].map((name) =>
+  const [pointOut, stateOut, passedOut] = OUTPUT_NAMES.map((name) =>
     at(entry.outputNames, name),
   );
   const read = [pointOut, stateOut, passedOut];
